@@ -1,0 +1,46 @@
+# Two commands: `make repro` (install + run the pipeline) and `make test` (install + tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export MPLBACKEND ?= Agg
+
+.PHONY: repro test lint ci-repro bench clean-venv
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+	$(BIN)/python pipeline/where.py
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# The CI-sized reproduction: same code path, fewer epochs, a corpus subset.
+# Runs in a throwaway clone so the workspace's outputs and params.yaml stay untouched.
+CI_SET := -S 'data.corpus_limit=1500' -S 'encoder.max_seq_length=128' \
+          -S 'train.epochs=12' -S 'render.epochs=[0,5,10]'
+CI_DIR ?= $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)
+ci-repro: $(STAMP)
+	git clone -q . $(CI_DIR)
+	cd $(CI_DIR) && BEIR_DATA_DIR=$${BEIR_DATA_DIR:-$(abspath ../shared/data)} \
+	  PATH=$(BIN):$$PATH dvc exp run $(CI_SET)
+	cd $(CI_DIR) && $(BIN)/python pipeline/check_claims.py --require 1 2
+	@echo "CI reproduction outputs: $(CI_DIR)"
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,127 @@
+"""The frozen encoder and the embedding cache.
+
+The encoder runs once per data set; its output (float32 `.npy`, L2-normalised, plus `meta.json`)
+is a DVC output, so changing a training param never re-embeds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from smec import atomic
+from smec.errors import SmecError
+
+
+def model_path(name: str) -> str:
+    """Resolve `encoder.model`: an installed package that ships weights (its `MODEL_DIR`), a local
+    folder, or else a sentence-transformers model name (downloaded, needs a network)."""
+    try:
+        module = importlib.import_module(name.replace("-", "_"))
+    except ImportError:
+        module = None
+    if module is not None and hasattr(module, "MODEL_DIR"):
+        return str(module.MODEL_DIR)
+    return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+
+
+def load_model(name: str, max_seq_length: int, device: torch.device):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(model_path(name), device=str(device))
+    except OSError as exc:
+        raise SmecError(
+            f"encoder.model={name!r}: cannot load ({str(exc).splitlines()[0]})"
+        ) from None
+    model.max_seq_length = max_seq_length
+    return model.eval()
+
+
+@torch.inference_mode()
+def encode(model, texts: list[str], batch_size: int, desc: str = "encode") -> np.ndarray:
+    """Embed `texts` (float32, L2-normalised) in batches of similar token length.
+
+    Texts are tokenised once, sorted by token count so that a batch pads to its own longest
+    text, and put back in input order at the end.
+    """
+    tokenizer = model.tokenizer
+    lengths = [
+        len(ids)
+        for ids in tokenizer(texts, truncation=True, max_length=model.max_seq_length)["input_ids"]
+    ]
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+    device = model.device
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False):
+        idx = order[start : start + batch_size]
+        features = model.tokenize([texts[i] for i in idx])
+        features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
+        emb = model(features)["sentence_embedding"]
+        out[idx] = torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+    return out
+
+
+def corpus_texts(corpus) -> list[str]:
+    """BEIR convention: title and text joined by a space."""
+    return [f"{t} {x}".strip() for t, x in zip(corpus.title, corpus.text, strict=True)]
+
+
+def embed(model, corpus, queries, batch_size: int) -> tuple[dict[str, np.ndarray], dict]:
+    """Embed corpus and queries; return the arrays and throughput figures."""
+    arrays, stats = {}, {}
+    for name, texts in (("corpus", corpus_texts(corpus)), ("queries", list(queries.text))):
+        start = time.perf_counter()
+        arrays[name] = encode(model, texts, batch_size, desc=f"embed {name}")
+        seconds = time.perf_counter() - start
+        stats[f"{name}_count"] = len(texts)
+        stats[f"{name}_seconds"] = round(seconds, 3)
+        stats[f"{name}_texts_per_s"] = round(len(texts) / seconds, 2)
+    return arrays, stats
+
+
+def save(out: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    with atomic.directory(out) as tmp:
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def load(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    return np.load(folder / "corpus.npy"), np.load(folder / "queries.npy"), meta
+
+
+def run(p, root: Path) -> dict:
+    """The embed stage: embed the prepared corpus and queries once, log throughput to MLflow."""
+    import mlflow
+
+    from smec import beir, params, tracking
+    from smec.device import resolve
+
+    ds = beir.load(root / "data/prepared")
+    device = resolve(p.encoder.device)
+    model = load_model(p.encoder.model, p.encoder.max_seq_length, device)
+    arrays, stats = embed(model, ds.corpus, ds.queries, p.encoder.batch_size)
+    meta = {
+        "model": p.encoder.model,
+        "dim": int(arrays["corpus"].shape[1]),
+        "corpus_count": len(ds.corpus),
+        "queries_count": len(ds.queries),
+        "normalized": True,
+        "max_seq_length": p.encoder.max_seq_length,
+        "dtype": "float32",
+    }
+    save(root / "data/embeddings", arrays, meta)
+    digest = params.digest({"data": p.data.model_dump(), "encoder": p.encoder.model_dump()})
+    with tracking.start_run(p.tracking.experiment, "embed", digest):
+        mlflow.log_params({**params.flat(p, ("data", "encoder")), "device": str(device)})
+        mlflow.log_metrics({k: float(v) for k, v in stats.items()} | {"dim": meta["dim"]})
+    return stats

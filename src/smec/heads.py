@@ -1,0 +1,74 @@
+"""The linear compression heads.
+
+MRL trains one head `W: D_in -> dims[0]` whose output prefixes are the nested embeddings.
+SMRL trains a chain `D_in -> dims[0] -> dims[1] -> ...`, one head per halving, each frozen
+before the next is trained; the embedding at level t is the output of the first t+1 heads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def make_head(in_dim: int, out_dim: int, bias: bool, init: str, seed: int) -> nn.Linear:
+    """A linear head; `random` is PyTorch's default init drawn from `seed`, `identity` starts
+    as truncation to the first `out_dim` input dimensions."""
+    gen = torch.Generator().manual_seed(seed)
+    head = nn.Linear(in_dim, out_dim, bias=bias)
+    with torch.no_grad():
+        if init == "identity":
+            head.weight.copy_(torch.eye(out_dim, in_dim))
+        else:
+            bound = 1.0 / in_dim**0.5  # kaiming_uniform(a=sqrt(5)), as nn.Linear does
+            head.weight.uniform_(-bound, bound, generator=gen)
+        if bias:
+            head.bias.zero_()
+    return head
+
+
+def chain_dims(in_dim: int, dims: list[int]) -> list[tuple[int, int]]:
+    """(input, output) width of each SMRL step: D_in -> dims[0] -> dims[1] -> ..."""
+    return list(zip([in_dim, *dims[:-1]], dims, strict=True))
+
+
+@torch.no_grad()
+def apply_chain(heads: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    for head in heads:
+        x = head(x)
+    return x
+
+
+def save(path, method: str, in_dim: int, dims: list[int], heads: list[nn.Linear]) -> None:
+    torch.save(
+        {
+            "method": method,
+            "in_dim": in_dim,
+            "dims": dims,
+            "heads": [h.state_dict() for h in heads],
+            "shapes": [(h.in_features, h.out_features, h.bias is not None) for h in heads],
+        },
+        path,
+    )
+
+
+def load(path) -> tuple[dict, list[nn.Linear]]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    heads = []
+    for (i, o, bias), sd in zip(state["shapes"], state["heads"], strict=True):
+        head = nn.Linear(i, o, bias=bias)
+        head.load_state_dict(sd)
+        heads.append(head.eval())
+    return state, heads
+
+
+@torch.no_grad()
+def embed_at(
+    method: str, heads: list[nn.Linear], dims: list[int], x: torch.Tensor, dim: int
+) -> torch.Tensor:
+    """The compressed embedding of width `dim`: MRL's prefix, or SMRL's output of step t."""
+    if dim not in dims:
+        raise ValueError(f"dim {dim} is not one of {dims}")
+    if method == "mrl":
+        return heads[0](x)[:, :dim]
+    return apply_chain(heads[: dims.index(dim) + 1], x)

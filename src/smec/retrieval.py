@@ -1,0 +1,201 @@
+"""Exact cosine search in memory-bounded chunks, the IR metrics, and the untrained baselines.
+
+Metrics come from `ir-measures` (backed by `pytrec-eval-terrier`, i.e. trec_eval itself): the
+field's reference implementation, with no hand-written nDCG. Our ranking is handed to it as
+scores `k - rank`, so ties are broken as the search broke them (by corpus order), not by
+trec_eval's own tie rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ir_measures
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+MEASURES = {
+    "ndcg@10": ir_measures.nDCG @ 10,
+    "recall@100": ir_measures.R @ 100,
+    "mrr@10": ir_measures.RR @ 10,
+}
+
+
+def _merge(best_s, best_i, s, idx, k):
+    """Top-k of the union, by score descending then corpus index ascending (ties included):
+    the running best holds smaller indices than the chunk, so a stable sort keeps the order."""
+    cat_s, cat_i = torch.cat([best_s, s], dim=1), torch.cat([best_i, idx], dim=1)
+    order = torch.sort(cat_s, dim=1, descending=True, stable=True).indices[:, :k]
+    return cat_s.gather(1, order), cat_i.gather(1, order)
+
+
+@torch.no_grad()
+def search(queries: torch.Tensor, corpus: torch.Tensor, k: int, chunk_size: int = 8192):
+    """Top-k corpus rows per query by cosine similarity, reading the corpus in chunks so that
+    memory stays at queries × (chunk_size + k) scores."""
+    q = F.normalize(queries.float(), dim=-1)
+    k = min(k, len(corpus))
+    best_s = q.new_empty((len(q), 0))
+    best_i = torch.empty((len(q), 0), dtype=torch.long, device=q.device)
+    for start in range(0, len(corpus), chunk_size):
+        chunk = F.normalize(corpus[start : start + chunk_size].float(), dim=-1)
+        s = q @ chunk.T
+        idx = torch.arange(start, start + len(chunk), device=q.device).expand(len(q), -1)
+        best_s, best_i = _merge(best_s, best_i, s, idx, k)
+    return best_s, best_i
+
+
+@torch.no_grad()
+def search_full(queries: torch.Tensor, corpus: torch.Tensor, k: int):
+    """The same ranking from one full similarity matrix (the reference for tests and bench)."""
+    s = F.normalize(queries.float(), dim=-1) @ F.normalize(corpus.float(), dim=-1).T
+    top = torch.sort(s, dim=1, descending=True, stable=True).indices[:, : min(k, len(corpus))]
+    return s.gather(1, top), top
+
+
+def qrels_dict_from_pairs(rows) -> dict[str, dict[str, int]]:
+    """{query: {document: relevance}} from (query, document, relevance) rows."""
+    out: dict[str, dict[str, int]] = {}
+    for q, d, s in rows:
+        out.setdefault(str(q), {})[str(d)] = int(s)
+    return out
+
+
+def qrels_dict(qrels: pd.DataFrame) -> dict[str, dict[str, int]]:
+    return qrels_dict_from_pairs(zip(qrels.query_id, qrels.corpus_id, qrels.score, strict=True))
+
+
+def run_dict(query_ids, corpus_ids, top: torch.Tensor) -> dict[str, dict[str, float]]:
+    """A TREC-style run from ranked corpus indices; score = k - rank."""
+    top = top.cpu().numpy()
+    k = top.shape[1]
+    corpus_ids = np.asarray(corpus_ids)
+    return {
+        str(q): dict(
+            zip(corpus_ids[row].tolist(), (k - np.arange(k)).astype(float).tolist(), strict=True)
+        )
+        for q, row in zip(query_ids, top, strict=True)
+    }
+
+
+def evaluate(qrels: dict, run: dict) -> dict[str, float]:
+    """nDCG@10, Recall@100 and MRR@10 averaged over the queries of `qrels` (a query missing from
+    the run scores 0)."""
+    scores = ir_measures.calc_aggregate(list(MEASURES.values()), qrels, run)
+    return {name: float(scores[m]) for name, m in MEASURES.items()}
+
+
+def score(
+    queries: torch.Tensor,
+    corpus: torch.Tensor,
+    query_ids,
+    corpus_ids,
+    qrels: dict,
+    chunk_size: int = 8192,
+) -> dict[str, float]:
+    """Search and evaluate in one call."""
+    _, top = search(queries, corpus, 100, chunk_size)
+    return evaluate(qrels, run_dict(query_ids, corpus_ids, top))
+
+
+def truncate(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Baseline: the first `dim` dimensions of the raw embedding."""
+    return x[:, :dim]
+
+
+class PCA:
+    """Baseline: PCA fitted on the corpus (centred), components with a deterministic sign."""
+
+    def __init__(self, corpus: torch.Tensor):
+        x = corpus.double()
+        self.mean = x.mean(dim=0)
+        _, _, vt = torch.linalg.svd(x - self.mean, full_matrices=False)
+        sign = torch.sign(vt[torch.arange(len(vt)), vt.abs().argmax(dim=1)])
+        self.components = vt * sign[:, None]
+
+    def transform(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        return ((x.double() - self.mean) @ self.components[:dim].T).float()
+
+
+def table(p, root: Path) -> pd.DataFrame:
+    """nDCG@10, Recall@100, MRR@10 on the test queries for every method and dimension."""
+    from smec import beir, encode, heads
+    from smec.device import resolve
+
+    device = resolve(p.evaluate.device)
+    ds = beir.load(root / "data/prepared")
+    c, q, meta = encode.load(root / "data/embeddings")
+    test = ds.qrels[ds.qrels.split == "test"]
+    qids = sorted(set(test.query_id))
+    row_of = {qid: i for i, qid in enumerate(ds.queries.query_id)}
+    q = torch.from_numpy(q[[row_of[i] for i in qids]]).to(device)
+    c = torch.from_numpy(c).to(device)
+    qrels, cids = qrels_dict(test), list(ds.corpus.corpus_id)
+    dims, full = p.train.method_dims, int(meta["dim"])
+    pca = PCA(c)
+    variants = []
+    for method in ("mrl", "smrl"):
+        _, hs = heads.load(root / "models" / method / "heads.pt")
+        hs = [h.to(device) for h in hs]
+        variants += [
+            (
+                method,
+                d,
+                heads.embed_at(method, hs, dims, q, d),
+                heads.embed_at(method, hs, dims, c, d),
+            )
+            for d in dims
+        ]
+    for d in [full, *dims]:
+        variants.append(("truncate", d, truncate(q, d), truncate(c, d)))
+        variants.append(("pca", d, pca.transform(q, d), pca.transform(c, d)))
+    rows = [
+        {"method": m, "dim": d, **score(zq, zc, qids, cids, qrels, p.evaluate.chunk_size)}
+        for m, d, zq, zc in variants
+    ]
+    return pd.DataFrame(rows).sort_values(["method", "dim"], kind="stable").reset_index(drop=True)
+
+
+def metrics(t: pd.DataFrame) -> dict:
+    """Nested DVC metrics: `<method>_d<dim>: {measure: value}`."""
+    return {
+        f"{r['method']}_d{r['dim']}": {m: round(float(r[m]), 6) for m in MEASURES}
+        for _, r in t.iterrows()
+    }
+
+
+def run(p, root: Path) -> pd.DataFrame:
+    """The evaluate stage: the retrieval table and metrics, logged to MLflow."""
+    import mlflow
+
+    from smec import atomic, params, tracking
+
+    t = table(p, root)
+    atomic.write(
+        root / "reports/retrieval.csv", lambda f: t.to_csv(f, index=False, float_format="%.6f")
+    )
+    atomic.write_json(root / "metrics/retrieval.json", metrics(t))
+    train_runs = {
+        m: tracking.read_run_json(root / "runs" / m / "run.json")["run_id"] for m in ("mrl", "smrl")
+    }
+    digest = params.digest(
+        {s: getattr(p, s).model_dump() for s in ("data", "encoder", "train", "evaluate")}
+    )
+    with tracking.start_run(
+        p.tracking.experiment,
+        "evaluate",
+        digest,
+        tags={f"train_run.{m}": r for m, r in train_runs.items()},
+    ):
+        mlflow.log_params(params.flat(p, ("evaluate",)))
+        mlflow.log_metrics(
+            {
+                f"{r.method}_d{r.dim}_{m.replace('@', '_at_')}": float(r[m])
+                for _, r in t.iterrows()
+                for m in MEASURES
+            }
+        )
+        mlflow.log_artifact(str(root / "reports/retrieval.csv"))
+    return t

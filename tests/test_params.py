@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smec import params
+from smec.errors import SmecError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_repo_params_load_with_the_documented_defaults():
+    p = params.load(ROOT / "params.yaml")
+    assert p.train.method_dims == [192, 96]
+    assert (p.train.loss, p.train.device, p.data.name) == ("rank", "auto", "scifact")
+    assert p.model_dump() == params.Params().model_dump()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"train": {"epoch": 3}}, r"params.yaml: unknown key 'train.epoch'$"),
+        ({"trian": {}}, r"unknown key 'trian'"),
+        ({"train": {"epochs": -1}}, r"train.epochs=-1: Input should be greater than 0"),
+        ({"train": {"epochs": "ten"}}, r"train.epochs='ten': Input should be a valid integer"),
+        ({"train": {"loss": "hinge"}}, r"train.loss='hinge': Input should be 'rank', 'ce' or"),
+        ({"train": {"device": "tpu"}}, r"train.device='tpu'"),
+        ({"train": {"method_dims": [192, 64]}}, r"train.method_dims=\[192, 64\]: each dimension "
+                                                r"must be half the one before \(192 -> 64\)"),
+        ({"train": {"method_dims": [192]}}, r"needs at least two nested dimensions"),
+        ({"train": {"mrl_weights": [1.0]}}, r"train.mrl_weights=\[1.0\]: needs one weight"),
+        ({"train": {"lr": 0}}, r"train.lr=0: Input should be greater than 0"),
+        ({"render": {"epochs": [0, 50]}}, r"render.epochs=\[0, 50\]: epoch 50 is beyond the last "
+                                          r"trained epoch 39"),
+        ({"data": {"heldout_fraction": 1.5}}, r"data.heldout_fraction=1.5"),
+        ("train: [1, 2", r"params.yaml: not valid YAML"),
+        ("- 1\n- 2\n", r"expected a mapping of sections, got list"),
+    ],
+)
+def test_bad_params_give_one_line_naming_key_and_value(tmp_path, data, message):
+    with pytest.raises(SmecError, match=message) as err:
+        params.load(write(tmp_path, data))
+    assert "\n" not in str(err.value)
+    assert str(tmp_path / "params.yaml") in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(SmecError, match=r"nope.yaml: file not found"):
+        params.load(tmp_path / "nope.yaml")
+
+
+def test_values_rewritten_by_dvc_exp_run_still_validate(tmp_path):
+    # `dvc exp run -S train.lr=1e-4` writes 0.0001; strings of numbers are not accepted silently
+    p = params.load(write(tmp_path, "train:\n  lr: 0.0001\n  epochs: 40\n"))
+    assert p.train.lr == pytest.approx(1e-4)
+
+
+def test_digest_is_stable_and_sensitive():
+    a, b = params.Params(), params.Params(train={"seed": 1})
+    assert params.digest(a.train) == params.digest(params.Params().train)
+    assert params.digest(a.train) != params.digest(b.train)
