@@ -1,15 +1,20 @@
 """Print where the pipeline's results are and how to open them (run after `dvc repro`)."""
 
+import argparse
 import json
 from pathlib import Path
 
 from smec import gradstats, tracking
-from smec.errors import main
+from smec.errors import SmecError, main
 
 
 def cli() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
     root = tracking.root()
-    claims = json.loads((root / "reports/claims.json").read_text())
+    path = root / "reports/claims.json"
+    if not path.exists():
+        raise SmecError(f"{path}: not found; run `dvc repro` first")
+    claims = json.loads(path.read_text())
     print("\n" + gradstats.claims_table(claims))
     print(
         "\nfigures:   "

@@ -15,13 +15,24 @@ SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-for key, value in {"GIT_AUTHOR_NAME": "smec tests", "GIT_AUTHOR_EMAIL": "tests@example.com",
-                   "GIT_COMMITTER_NAME": "smec tests",
-                   "GIT_COMMITTER_EMAIL": "tests@example.com"}.items():
+for key, value in {
+    "GIT_AUTHOR_NAME": "smec tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "smec tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+}.items():
     os.environ.setdefault(key, value)
 
-TOPICS = ["protein folding", "gene expression", "vaccine trials", "heart disease",
-          "neural circuits", "tumor growth", "gut bacteria", "sleep deprivation"]
+TOPICS = [
+    "protein folding",
+    "gene expression",
+    "vaccine trials",
+    "heart disease",
+    "neural circuits",
+    "tumor growth",
+    "gut bacteria",
+    "sleep deprivation",
+]
 
 
 def write_beir(folder: Path, n_docs: int = 48, n_queries: int = 24, train: int = 16) -> Path:
@@ -30,17 +41,34 @@ def write_beir(folder: Path, n_docs: int = 48, n_queries: int = 24, train: int =
     with (folder / "corpus.jsonl").open("w") as fh:
         for i in range(n_docs):
             topic = TOPICS[i % len(TOPICS)]
-            fh.write(json.dumps({"_id": f"d{i}", "title": f"On {topic} {i}",
-                                 "text": f"A study of {topic} in cohort {i}."}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "_id": f"d{i}",
+                        "title": f"On {topic} {i}",
+                        "text": f"A study of {topic} in cohort {i}.",
+                    }
+                )
+                + "\n"
+            )
     with (folder / "queries.jsonl").open("w") as fh:
         for i in range(n_queries):
-            fh.write(json.dumps({"_id": f"q{i}", "text": f"What is known about {TOPICS[i % 8]}?",
-                                 "metadata": {}}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "_id": f"q{i}",
+                        "text": f"What is known about {TOPICS[i % 8]}?",
+                        "metadata": {},
+                    }
+                )
+                + "\n"
+            )
     (folder / "qrels").mkdir(exist_ok=True)
     for split, ids in (("train", range(train)), ("test", range(train, n_queries))):
         rows = [f"q{i}\td{i}\t1" for i in ids]
         (folder / "qrels" / f"{split}.tsv").write_text(
-            "query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
+            "query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n"
+        )
     return folder
 
 

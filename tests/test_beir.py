@@ -24,22 +24,43 @@ def _lines(path, edit):
     ("breaker", "message"),
     [
         (lambda f: (f / "corpus.jsonl").unlink(), r"corpus.jsonl: file not found"),
-        (lambda f: _lines(f / "corpus.jsonl", lambda ls: ls.insert(2, "{oops")),
-         r"corpus.jsonl:3: not valid JSON"),
-        (lambda f: _lines(f / "queries.jsonl", lambda ls: ls.__setitem__(4, json.dumps(
-            {"text": "no id"}))), r"queries.jsonl:5: missing or non-string '_id'"),
-        (lambda f: _lines(f / "corpus.jsonl", lambda ls: ls.__setitem__(0, json.dumps(
-            {"_id": "d0", "title": "t"}))), r"corpus.jsonl:1: missing or non-string 'text'"),
-        (lambda f: _lines(f / "qrels/train.tsv", lambda ls: ls.__setitem__(3, "q2\td2")),
-         r"qrels/train.tsv:4: expected 3 tab-separated columns, got 2"),
-        (lambda f: _lines(f / "qrels/test.tsv", lambda ls: ls.__setitem__(2, "q99\td1\t1")),
-         r"qrels/test.tsv:3: query id 'q99' is not in the data set"),
-        (lambda f: _lines(f / "qrels/train.tsv", lambda ls: ls.__setitem__(1, "q0\tzzz\t1")),
-         r"qrels/train.tsv:2: document id 'zzz' is not in the data set"),
-        (lambda f: (f / "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\n"),
-         r"qrels/test.tsv: split 'test' is empty"),
-        (lambda f: _lines(f / "corpus.jsonl", lambda ls: ls.append(ls[0])),
-         r"corpus.jsonl: duplicate _id 'd0'"),
+        (
+            lambda f: _lines(f / "corpus.jsonl", lambda ls: ls.insert(2, "{oops")),
+            r"corpus.jsonl:3: not valid JSON",
+        ),
+        (
+            lambda f: _lines(
+                f / "queries.jsonl", lambda ls: ls.__setitem__(4, json.dumps({"text": "no id"}))
+            ),
+            r"queries.jsonl:5: missing or non-string '_id'",
+        ),
+        (
+            lambda f: _lines(
+                f / "corpus.jsonl",
+                lambda ls: ls.__setitem__(0, json.dumps({"_id": "d0", "title": "t"})),
+            ),
+            r"corpus.jsonl:1: missing or non-string 'text'",
+        ),
+        (
+            lambda f: _lines(f / "qrels/train.tsv", lambda ls: ls.__setitem__(3, "q2\td2")),
+            r"qrels/train.tsv:4: expected 3 tab-separated columns, got 2",
+        ),
+        (
+            lambda f: _lines(f / "qrels/test.tsv", lambda ls: ls.__setitem__(2, "q99\td1\t1")),
+            r"qrels/test.tsv:3: query id 'q99' is not in the data set",
+        ),
+        (
+            lambda f: _lines(f / "qrels/train.tsv", lambda ls: ls.__setitem__(1, "q0\tzzz\t1")),
+            r"qrels/train.tsv:2: document id 'zzz' is not in the data set",
+        ),
+        (
+            lambda f: (f / "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\n"),
+            r"qrels/test.tsv: split 'test' is empty",
+        ),
+        (
+            lambda f: _lines(f / "corpus.jsonl", lambda ls: ls.append(ls[0])),
+            r"corpus.jsonl: duplicate _id 'd0'",
+        ),
     ],
 )
 def test_bad_input_names_file_and_line(tiny_beir, breaker, message):

@@ -46,10 +46,24 @@ def table(mrl_low, mrl_high, smrl_low, smrl_high, mrl_var, smrl_var, epochs=(0, 
     rows = []
     for i, e in enumerate(epochs):
         fall = 100.0**i
-        rows.append({"method": "mrl", "epoch": e, "avg_grad_low": mrl_low / fall,
-                     "avg_grad_high": mrl_high / fall, "grad_var": mrl_var[i]})
-        rows.append({"method": "smrl", "epoch": e, "avg_grad_low": smrl_low / fall,
-                     "avg_grad_high": smrl_high / fall, "grad_var": smrl_var[i]})
+        rows.append(
+            {
+                "method": "mrl",
+                "epoch": e,
+                "avg_grad_low": mrl_low / fall,
+                "avg_grad_high": mrl_high / fall,
+                "grad_var": mrl_var[i],
+            }
+        )
+        rows.append(
+            {
+                "method": "smrl",
+                "epoch": e,
+                "avg_grad_low": smrl_low / fall,
+                "avg_grad_high": smrl_high / fall,
+                "grad_var": smrl_var[i],
+            }
+        )
     t = pd.DataFrame(rows)
     t["low_over_high"] = t.avg_grad_low / t.avg_grad_high
     return t
@@ -75,8 +89,14 @@ def test_claims_pass_on_the_seed_figure_numbers():
     ],
 )
 def test_claims_fail_where_the_numbers_say_so(kwargs, failed):
-    base = {"mrl_low": 3.6, "mrl_high": 1.2, "smrl_low": 1.2, "smrl_high": 1.1,
-            "mrl_var": [3e-7, 3e-9], "smrl_var": [9e-8, 9e-10]}
+    base = {
+        "mrl_low": 3.6,
+        "mrl_high": 1.2,
+        "smrl_low": 1.2,
+        "smrl_high": 1.1,
+        "mrl_var": [3e-7, 3e-9],
+        "smrl_var": [9e-8, 9e-10],
+    }
     report = gradstats.claims(table(**(base | kwargs)), [0, 10])
     assert {k for k, v in report.items() if isinstance(v, dict) and not v["passed"]} == {failed}
 

