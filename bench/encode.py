@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -83,7 +84,7 @@ def main() -> None:
     print(
         f"model {MODEL}, {len(texts)} texts from {args.data}, max_seq_length "
         f"{args.max_seq_length}, mean {np.mean(lengths):.0f} tokens, torch threads "
-        f"{torch.get_num_threads()}"
+        f"{torch.get_num_threads()}, load avg {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
 
     runs: dict[str, Callable[[], np.ndarray]] = {

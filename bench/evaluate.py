@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -116,7 +117,8 @@ def main() -> None:
     runs = searches(args.chunk_size)
     print(
         f"{args.queries} queries x {args.docs} docs x {args.dim} dims float32, k={K}, "
-        f"chunk {args.chunk_size}, torch threads {torch.get_num_threads()}"
+        f"chunk {args.chunk_size}, torch threads {torch.get_num_threads()}, load avg "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
     peak = {name: peak_mb(name, args) for name in runs}  # first, while this process is small
     print("peak memory over the data: " + ", ".join(f"{n} +{peak[n]:.0f} MB" for n in runs))

@@ -10,6 +10,9 @@ them, timed over several epochs per repeat in rotating order after a warm-up:
 - mrl:      NestedLoss(loss, [192, 96]),  recorder=None
 - mrl+rec:  NestedLoss(loss, [192, 96]),  gradstats.Recorder (end_epoch once per epoch)
 
+A step is a few milliseconds of small ops, so its timing is very sensitive to other processes
+on the CPU (see the load average printed first); run it on an otherwise idle machine.
+
 The last stdout line is one JSON object: mrl_over_single (mrl / single, goal <= 1.15),
 recorder_overhead (mrl+rec / mrl, goal <= 1.05), samples_per_s (training pairs per second of
 mrl+rec), steps_per_epoch, data, ...
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -102,7 +106,8 @@ def main() -> None:
     print(
         f"loss {cfg.loss}, batch {cfg.batch_size}, {steps} steps/epoch, {args.epochs} "
         f"epochs/run, {args.repeats} repeats, dims {cfg.method_dims}, optimizer "
-        f"{cfg.optimizer}, torch threads {torch.get_num_threads()}"
+        f"{cfg.optimizer}, torch threads {torch.get_num_threads()}, load avg "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
 
     for config in CONFIGS:  # warm-up
