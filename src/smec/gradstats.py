@@ -30,82 +30,88 @@ class Recorder:
         self.method, self.head = method, head
         self._sums: list[torch.Tensor] = []
         self._sumsq: list[torch.Tensor] = []
-        self._frames: list[pd.DataFrame] = []
-        self.steps = 0
+        self.epochs: list[tuple[int, np.ndarray, np.ndarray]] = []  # (epoch, sums, sumsq)
+        self.cols = 0
 
     @torch.no_grad()
     def record(self, grad: torch.Tensor) -> None:
-        g = grad.detach().double()
+        g = grad.detach()  # float32 sums: a float64 copy would cost 50x more per step
         self._sums.append(g.sum(dim=1))
         self._sumsq.append(g.square().sum(dim=1))
-        self._cols = g.shape[1]
+        self.cols = g.shape[1]
 
-    def end_epoch(self, epoch: int) -> pd.DataFrame:
-        """Move this epoch's sums to a table (one row per step and weight row) and return it."""
-        sums = torch.stack(self._sums).cpu().numpy()
-        sumsq = torch.stack(self._sumsq).cpu().numpy()
-        n_steps, rows = sums.shape
-        frame = pd.DataFrame(
-            {
-                "method": self.method,
-                "head": self.head,
-                "epoch": epoch,
-                "step": np.repeat(np.arange(self.steps, self.steps + n_steps), rows),
-                "row": np.tile(np.arange(rows), n_steps),
-                "cols": self._cols,
-                "sum": sums.ravel(),
-                "sumsq": sumsq.ravel(),
-            }
-        )
-        self.steps += n_steps
+    def end_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Move this epoch's sums to the host as (steps, rows) float64 arrays and return them."""
+        sums = torch.stack(self._sums).cpu().double().numpy()
+        sumsq = torch.stack(self._sumsq).cpu().double().numpy()
         self._sums, self._sumsq = [], []
-        self._frames.append(frame)
-        return frame
+        self.epochs.append((epoch, sums, sumsq))
+        return sums, sumsq
 
     def table(self) -> pd.DataFrame:
+        """The whole record, one row per step and weight row (the `gradients.parquet` layout)."""
+        frames, step = [], 0
+        for epoch, sums, sumsq in self.epochs:
+            n_steps, rows = sums.shape
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "method": self.method,
+                        "head": self.head,
+                        "epoch": epoch,
+                        "step": np.repeat(np.arange(step, step + n_steps), rows),
+                        "row": np.tile(np.arange(rows), n_steps),
+                        "cols": self.cols,
+                        "sum": sums.ravel(),
+                        "sumsq": sumsq.ravel(),
+                    }
+                )
+            )
+            step += n_steps
         return (
-            pd.concat(self._frames, ignore_index=True)
-            if self._frames
-            else pd.DataFrame(columns=RECORD_COLUMNS)
+            pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RECORD_COLUMNS)
         )
 
     def state(self) -> dict:
-        return {"steps": self.steps, "table": self.table()}
+        return {"epochs": self.epochs, "cols": self.cols}
 
     def load_state(self, state: dict) -> None:
-        self.steps = state["steps"]
-        self._frames = [state["table"]] if len(state["table"]) else []
+        self.epochs, self.cols = list(state["epochs"]), state["cols"]
 
 
-def per_epoch(record: pd.DataFrame, split: int) -> pd.DataFrame:
-    """Per (method, head, epoch): the seed figure's quantities from a gradient record.
+def epoch_stats(sums: np.ndarray, sumsq: np.ndarray, cols: int, split: int) -> dict[str, float]:
+    """The seed figure's quantities for one epoch of one head, from (steps, rows) sums.
 
     `split` is the first row of the high group: rows [0, split) are ω_i, [split, rows) ω_j.
     """
-    r = record.assign(norm=np.sqrt(record["sumsq"]), low=record["row"] < split)
-    keys = ["method", "head", "epoch"]
-    avg = r.groupby([*keys, "low"])["norm"].mean().unstack("low")
-    per_step = r.groupby([*keys, "step"]).agg(
-        s=("sum", "sum"),
-        ss=("sumsq", "sum"),
-        rows=("row", "size"),
-        cols=("cols", "first"),
-        norm_var=("norm", lambda x: float(np.var(x))),
-    )
-    n = per_step["rows"] * per_step["cols"]
-    per_step["elem_var"] = per_step["ss"] / n - (per_step["s"] / n) ** 2
-    var = per_step.groupby(keys)[["elem_var", "norm_var"]].mean()
-    out = pd.DataFrame(
-        {
-            "avg_grad_low": avg[True],
-            "avg_grad_high": avg[False],
-            "grad_var": var["elem_var"],
-            "grad_var_rows": var["norm_var"],
-            "steps": per_step.groupby(keys).size(),
-        }
-    ).reset_index()
-    out["low_over_high"] = out["avg_grad_low"] / out["avg_grad_high"]
-    return out
+    norms = np.sqrt(sumsq)  # g_k per step and row
+    n = sums.shape[1] * cols
+    low, high = norms[:, :split].mean(), norms[:, split:].mean()
+    return {
+        "avg_grad_low": float(low),
+        "avg_grad_high": float(high),
+        "grad_var": float(np.mean(sumsq.sum(1) / n - (sums.sum(1) / n) ** 2)),
+        "grad_var_rows": float(np.mean(norms.var(axis=1))),
+        "low_over_high": float(low / high),
+        "steps": len(sums),
+    }
+
+
+def per_epoch(record: pd.DataFrame, split: int) -> pd.DataFrame:
+    """:func:`epoch_stats` per (method, head, epoch) of a gradient record table."""
+    rows = []
+    for (method, head, epoch), g in record.groupby(["method", "head", "epoch"], sort=True):
+        g = g.sort_values(["step", "row"])
+        n_rows = g["row"].nunique()
+        shape = (len(g) // n_rows, n_rows)
+        stats = epoch_stats(
+            g["sum"].to_numpy().reshape(shape),
+            g["sumsq"].to_numpy().reshape(shape),
+            int(g["cols"].iloc[0]),
+            split,
+        )
+        rows.append({"method": method, "head": head, "epoch": epoch, **stats})
+    return pd.DataFrame(rows)
 
 
 def figure_table(record: pd.DataFrame, dims: list[int], variance: str) -> pd.DataFrame:

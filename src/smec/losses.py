@@ -1,14 +1,19 @@
-"""The three losses the paper compares, on one level of compressed embeddings.
+"""The three losses the paper compares, evaluated at every nested width at once.
 
-Each takes the compressed query and document embeddings of a batch of (query, relevant
-document) pairs, `q, d: (B, m)` (not normalised; cosine similarity is taken inside), and a
+Each loss takes the compressed query and document embeddings of a batch of (query, relevant
+document) pairs, `q, d: (B, D)` (not normalised), the nested widths `dims`, and a
 :class:`Batch` with the relevance of every in-batch document to every in-batch query and the
-frozen full embeddings. Negatives are the other documents of the batch.
+frozen full embeddings. It returns one loss per width, `(L,)`, where level l sees only the
+prefix `[:, :dims[l]]`. Negatives are the other documents of the batch.
+
+All widths share one masked matrix product (:func:`prefix_cosine`), so nesting adds elements,
+not operations: that keeps MRL's step close to the cost of a single loss.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -21,48 +26,72 @@ class Batch:
     d_full: torch.Tensor  # (B, D_in)
     temperature: float = 0.05
 
+    @cached_property
+    def positives(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(b, j) of every relevant in-batch pair, and gain[p, k] = max(y_bj - y_bk, 0)."""
+        b, j = torch.nonzero(self.rel > 0, as_tuple=True)
+        gain = (self.rel[b, j][:, None] - self.rel[b]).clamp(min=0)
+        return b, j, gain
 
-def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+    @cached_property
+    def full_cosine(self) -> torch.Tensor:
+        """(2B, 2B) cosine similarities of the frozen embeddings of queries and documents."""
+        x = F.normalize(torch.cat([self.q_full, self.d_full]), dim=-1)
+        return x @ x.T
 
 
-def rank(q: torch.Tensor, d: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Pairwise ranking loss of Search-Adaptor / Matryoshka-Adaptor.
+def prefix_cosine(a: torch.Tensor, b: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    """cos(a[:, :m], b[:, :m]) for every m in `dims`, shape (L, len(a), len(b)).
+
+    One batched product of masked copies of `a` with `b`; prefix norms from a cumulative sum.
+    """
+    width = a.shape[1]
+    idx = torch.tensor(dims, device=a.device)
+    mask = (torch.arange(width, device=a.device) < idx[:, None]).to(a.dtype)  # (L, D)
+    dots = (a[None] * mask[:, None, :]) @ b.T  # (L, Na, Nb)
+    na = a.square().cumsum(dim=1)[:, idx - 1].clamp_min(1e-24).sqrt()  # (Na, L)
+    nb = b.square().cumsum(dim=1)[:, idx - 1].clamp_min(1e-24).sqrt()  # (Nb, L)
+    return dots / (na.T[:, :, None] * nb.T[:, None, :])
+
+
+def rank(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch.Tensor:
+    """Pairwise ranking loss of Search-Adaptor / Matryoshka-Adaptor, per width.
 
     L = mean over (b, j, k) with y_bj > y_bk of (y_bj - y_bk) * log(1 + exp(s_bk - s_bj)),
     s = cosine(q_b, d_·), y = graded relevance. (The paper writes a sum; the mean over the
     valid triples keeps the scale independent of the batch size.)
     """
-    s = _cos(q, d)
-    y = batch.rel
-    gain = (y[:, :, None] - y[:, None, :]).clamp(min=0)  # (B, j, k)
-    terms = gain * F.softplus(s[:, None, :] - s[:, :, None])
-    return terms.sum() / (gain > 0).sum().clamp(min=1)
+    s = prefix_cosine(q, d, dims)  # (L, B, B)
+    b, j, gain = batch.positives
+    terms = gain * F.softplus(s[:, b, :] - s[:, b, j][..., None])  # (L, P, B)
+    return terms.sum(dim=(1, 2)) / (gain > 0).sum().clamp(min=1)
 
 
-def ce(q: torch.Tensor, d: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """In-batch contrastive cross-entropy (InfoNCE).
+def ce(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch.Tensor:
+    """In-batch contrastive cross-entropy (InfoNCE), per width.
 
     L = -mean_b log( exp(s_bb / τ) / Σ_c exp(s_bc / τ) ), s = cosine; other in-batch documents
     that are also relevant to query b are left out of its denominator.
     """
-    logits = _cos(q, d) / batch.temperature
-    eye = torch.eye(len(q), dtype=torch.bool, device=q.device)
+    n = len(q)
+    logits = prefix_cosine(q, d, dims) / batch.temperature
+    eye = torch.eye(n, dtype=torch.bool, device=q.device)
     logits = logits.masked_fill((batch.rel > 0) & ~eye, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+    target = torch.arange(n, device=q.device).repeat(len(dims))
+    return F.cross_entropy(logits.reshape(-1, n), target, reduction="none").view(-1, n).mean(1)
 
 
-def mse(q: torch.Tensor, d: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Unsupervised similarity preservation (Matryoshka-Adaptor's pairwise loss, squared).
+def mse(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch.Tensor:
+    """Unsupervised similarity preservation (Matryoshka-Adaptor's pairwise loss, squared),
+    per width.
 
     Over all pairs a != b of the 2B embeddings of the batch (queries and documents together):
     L = mean (cos(z_a, z_b) - cos(x_a, x_b))^2, z compressed, x frozen full.
     """
     z = torch.cat([q, d])
-    x = torch.cat([batch.q_full, batch.d_full])
-    diff = _cos(z, z) - _cos(x, x)
+    diff = prefix_cosine(z, z, dims) - batch.full_cosine
     off = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
-    return diff[off].pow(2).mean()
+    return diff[:, off].pow(2).mean(dim=1)
 
 
 LOSSES = {"rank": rank, "ce": ce, "mse": mse}

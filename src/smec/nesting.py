@@ -15,7 +15,8 @@ class NestedLoss(nn.Module):
 
     MRL uses it with all target widths (`[192, 96]`): rows 0..95 of the head get gradient from
     both terms, rows 96..191 from one. An SMRL step uses it with its own width alone
-    (`single`), or with the width and its half (`pair`).
+    (`single`), or with the width and its half (`pair`). The base loss evaluates all widths in
+    one pass (see :mod:`smec.losses`) and returns one value per width.
     """
 
     def __init__(
@@ -24,13 +25,14 @@ class NestedLoss(nn.Module):
         super().__init__()
         if sorted(dims, reverse=True) != list(dims):
             raise ValueError(f"dims must be decreasing, got {dims}")
+        weights = list(weights) if weights is not None else [1.0] * len(dims)
+        if len(weights) != len(dims):
+            raise ValueError(f"{len(weights)} weights for {len(dims)} dims")
         self.loss, self.dims = loss, list(dims)
-        self.weights = list(weights) if weights is not None else [1.0] * len(dims)
-        if len(self.weights) != len(self.dims):
-            raise ValueError(f"{len(self.weights)} weights for {len(self.dims)} dims")
+        self.register_buffer("weights", torch.tensor(weights), persistent=False)
+
+    def per_level(self, q_out: torch.Tensor, d_out: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.loss(q_out, d_out, self.dims, batch)
 
     def forward(self, q_out: torch.Tensor, d_out: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return sum(
-            c * self.loss(q_out[:, :m], d_out[:, :m], batch)
-            for m, c in zip(self.dims, self.weights, strict=True)
-        )
+        return self.per_level(q_out, d_out, batch) @ self.weights.to(q_out.dtype)

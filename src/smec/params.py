@@ -41,6 +41,7 @@ class Encoder(_Section):
     max_seq_length: PosInt = 256
     batch_size: PosInt = 64
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["float32", "bfloat16"] = "float32"
 
 
 class Train(_Section):

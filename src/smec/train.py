@@ -226,7 +226,7 @@ def fit(
         xq, xc = heads.apply_chain(trained, data.q), heads.apply_chain(trained, data.c)
         n_steps = steps_per_epoch(len(data.pairs), cfg.batch_size)
         opt, sched = _optimizer(head, cfg, spec.epochs * n_steps)
-        loss_fn = NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights)
+        loss_fn = NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights).to(device)
         recorder = gradstats.Recorder(method, spec.index) if record else None
         start = 0
         if state["current"] is not None:
@@ -269,8 +269,10 @@ def fit(
                 "seconds": time.perf_counter() - t0,
             }
             if recorder is not None:
-                stats = gradstats.per_epoch(recorder.end_epoch(epoch), split=spec.out_dim // 2)
-                row |= stats.drop(columns=["method", "head", "epoch", "steps"]).iloc[0].to_dict()
+                stats = gradstats.epoch_stats(
+                    *recorder.end_epoch(epoch), recorder.cols, split=spec.out_dim // 2
+                )
+                row |= {k: v for k, v in stats.items() if k != "steps"}
             if cfg.heldout_eval:
                 row |= heldout_ndcg(head, xq, xc, data, spec.levels)
             bar.set_postfix(loss=f"{loss:.4f}")
