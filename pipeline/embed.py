@@ -3,17 +3,17 @@
 Writes data/embeddings/{corpus,queries}.npy (float32, L2-normalised) and meta.json.
 """
 
-import argparse
+from pathlib import Path
 
-from smec import encode, params, tracking
-from smec.errors import main
+from smec import encode, params
+from smec.cli import main, parser
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
 
 
 def cli() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = ap.parse_args()
-    stats = encode.run(params.load(args.params), tracking.root())
+    args = parser(__doc__, ROOT).parse_args()
+    stats = encode.run(params.load(args.params), ROOT)
     print(f"embedded {stats['corpus_count']} documents at {stats['corpus_texts_per_s']} texts/s")
 
 

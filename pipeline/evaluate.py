@@ -4,17 +4,17 @@ Methods: MRL (prefix of its head), SMRL (output of each step), and the untrained
 `truncate` and `pca`. Writes reports/retrieval.csv and metrics/retrieval.json.
 """
 
-import argparse
+from pathlib import Path
 
-from smec import params, retrieval, tracking
-from smec.errors import main
+from smec import params, retrieval
+from smec.cli import main, parser
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
 
 
 def cli() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = ap.parse_args()
-    table = retrieval.run(params.load(args.params), tracking.root())
+    args = parser(__doc__, ROOT).parse_args()
+    table = retrieval.run(params.load(args.params), ROOT)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 

@@ -4,17 +4,17 @@ Writes reports/gradstats.csv, reports/gradstats_curves.csv, reports/claims.json 
 metrics/gradstats.json. A failed claim is a result, not an error: the stage still succeeds.
 """
 
-import argparse
+from pathlib import Path
 
-from smec import gradstats, params, tracking
-from smec.errors import main
+from smec import gradstats, params
+from smec.cli import main, parser
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
 
 
 def cli() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = ap.parse_args()
-    report = gradstats.run(params.load(args.params), tracking.root())
+    args = parser(__doc__, ROOT).parse_args()
+    report = gradstats.run(params.load(args.params), ROOT)
     print(gradstats.claims_table(report))
 
 

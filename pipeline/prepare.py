@@ -3,17 +3,17 @@
 Writes data/prepared/{corpus,queries,qrels}.parquet.
 """
 
-import argparse
+from pathlib import Path
 
-from smec import beir, params, tracking
-from smec.errors import main
+from smec import beir, params
+from smec.cli import main, parser
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
 
 
 def cli() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = ap.parse_args()
-    beir.run(params.load(args.params), tracking.root())
+    args = parser(__doc__, ROOT).parse_args()
+    beir.run(params.load(args.params), ROOT)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,17 @@ Logs them with the gradient table and the claims to an MLflow run tagged with th
 runs whose numbers they show; figures/run.json names that run.
 """
 
-import argparse
+from pathlib import Path
 
-from smec import figures, params, tracking
-from smec.errors import main
+from smec import figures, params
+from smec.cli import main, parser
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
 
 
 def cli() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = ap.parse_args()
-    out = figures.run(params.load(args.params), tracking.root())
+    args = parser(__doc__, ROOT).parse_args()
+    out = figures.run(params.load(args.params), ROOT)
     print(f"MLflow report run {out['report_run']} (training runs {out['train_runs']})")
 
 

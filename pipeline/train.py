@@ -5,17 +5,20 @@ A stopped run resumes from checkpoints/<method>/state.pt.
 """
 
 import argparse
+from pathlib import Path
 
-from smec import params, tracking, train
-from smec.errors import main
+from smec import params, train
+from smec.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
 
 
 def cli() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--method", required=True, choices=["mrl", "smrl"])
-    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="params file")
     args = ap.parse_args()
-    result = train.run(params.load(args.params), args.method, tracking.root())
+    result = train.run(params.load(args.params), args.method, ROOT)
     last = result.history.iloc[-1]
     print(
         f"{args.method}: {len(result.heads)} head(s), final loss {last['loss']:.4f}, "

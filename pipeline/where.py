@@ -5,20 +5,22 @@ import json
 from pathlib import Path
 
 from smec import gradstats, tracking
-from smec.errors import SmecError, main
+from smec.cli import main
+from smec.errors import SmecError
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
 
 
 def cli() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
-    root = tracking.root()
-    path = root / "reports/claims.json"
+    path = ROOT / "reports/claims.json"
     if not path.exists():
         raise SmecError(f"{path}: not found; run `dvc repro` first")
     claims = json.loads(path.read_text())
     print("\n" + gradstats.claims_table(claims))
     print(
         "\nfigures:   "
-        + "  ".join(str(p.relative_to(root)) for p in sorted(Path(root, "figures").glob("*.png")))
+        + "  ".join(str(p.relative_to(ROOT)) for p in sorted(Path(ROOT, "figures").glob("*.png")))
     )
     print("tables:    reports/gradstats.csv  reports/claims.json  reports/retrieval.csv")
     print(f"MLflow:    {tracking.tracking_uri()}")

@@ -1,4 +1,6 @@
 import json
+import shutil
+import zipfile
 
 import pytest
 
@@ -126,3 +128,44 @@ def test_real_scifact_reads_with_its_published_counts():
     prepared = beir.prepare(SCIFACT, params.Data(), seed=0)
     counts = prepared.qrels.groupby("split").query_id.nunique().to_dict()
     assert counts["test"] == 300 and counts["train"] + counts["heldout"] == 809
+
+
+def _zip_of(folder, path):
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in folder.rglob("*"):
+            if f.is_file():
+                zf.write(f, f.relative_to(folder.parent))  # BEIR zips hold one folder
+    return path
+
+
+def test_download_path_fetches_the_zip_and_checks_published_counts(tmp_path, monkeypatch):
+    """The real downloader on a real zip, served from a file:// URL instead of the network."""
+    _zip_of(write_beir(tmp_path / "src" / "tiny"), tmp_path / "tiny.zip")
+    monkeypatch.setattr(beir, "BEIR_URL", f"file://{tmp_path}/{{name}}.zip")
+    monkeypatch.setitem(beir.KNOWN_COUNTS, "tiny", (48, 24, {"train": 16, "test": 8}))
+    monkeypatch.delenv("BEIR_DATA_DIR", raising=False)
+    root = tmp_path / "lonely" / "repo"
+    root.mkdir(parents=True)
+    folder = beir.resolve_path("tiny", None, root, root / "data/raw")
+    assert folder == root / "data/raw/tiny"
+    assert len(beir.read(folder).corpus) == 48
+    assert not (root / "data/raw/tiny.zip").exists()
+
+    shutil.rmtree(folder)
+    monkeypatch.setitem(beir.KNOWN_COUNTS, "tiny", (50, 24, {"train": 16, "test": 8}))
+    with pytest.raises(SmecError, match=r"tiny: expected 50 documents and 24 queries, got"):
+        beir.resolve_path("tiny", None, root, root / "data/raw")
+
+
+def test_failed_download_says_what_to_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(beir, "BEIR_URL", f"file://{tmp_path}/missing/{{name}}.zip")
+    monkeypatch.delenv("BEIR_DATA_DIR", raising=False)
+    root = tmp_path / "lonely" / "repo"
+    root.mkdir(parents=True)
+    with pytest.raises(
+        SmecError,
+        match=r"data set 'nope' not found locally and download of "
+        r"file://.*failed .*; set data.path or BEIR_DATA_DIR",
+    ):
+        beir.resolve_path("nope", None, root, root / "data/raw")
+    assert not (root / "data/raw/nope").exists()

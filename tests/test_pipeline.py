@@ -86,7 +86,8 @@ def test_bad_params_stop_the_stage_with_one_line(repo):
     out = sh([str(BIN / "python"), "pipeline/prepare.py"], repo, env, check=False)
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0
-    assert out.stderr.startswith("error: params.yaml: train.loss='hinge'")
+    assert out.stderr.startswith("error: ")
+    assert "params.yaml: train.loss='hinge': Input should be 'rank', 'ce' or 'mse'" in out.stderr
     assert not (repo / "data/prepared").exists()
 
 

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from smec import atomic
+from smec import atomic, tracking
 from smec.errors import SmecError
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
@@ -52,28 +53,30 @@ def resolve_path(name: str, path: str | None, root: Path, download_dir: Path) ->
 
 
 def download(name: str, download_dir: Path) -> Path:
-    """Fetch the public BEIR zip of `name` (needs a network) and check its published counts."""
+    """Fetch the public BEIR zip of `name` (needs a network) and check its published counts;
+    the folder appears only once the whole set is unpacked and checked."""
     url = BEIR_URL.format(name=name)
     print(f"no local copy of '{name}' found; downloading {url}")
-    with atomic.target(download_dir / f"{name}.zip") as tmp:
+    download_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=download_dir) as tmp:
+        archive = Path(tmp) / f"{name}.zip"
         try:
-            urllib.request.urlretrieve(url, tmp)
+            urllib.request.urlretrieve(url, archive)
         except OSError as exc:
             raise SmecError(
                 f"data set '{name}' not found locally and download of {url} failed ({exc}); "
                 "set data.path or BEIR_DATA_DIR"
             ) from None
-        with atomic.directory(download_dir / name) as out, zipfile.ZipFile(tmp) as zf:
+        with atomic.directory(download_dir / name) as out, zipfile.ZipFile(archive) as zf:
             zf.extractall(out)
             inner = out / name
             if inner.is_dir():  # the BEIR zips hold one folder named like the set
                 for item in inner.iterdir():
                     item.rename(out / item.name)
                 inner.rmdir()
-    folder = download_dir / name
-    if name in KNOWN_COUNTS:
-        check_counts(read(folder), name)
-    return folder
+            if name in KNOWN_COUNTS:
+                check_counts(read(out), name)
+    return download_dir / name
 
 
 def check_counts(ds: Dataset, name: str) -> None:
@@ -257,7 +260,9 @@ def load(folder: Path) -> Dataset:
 
 def run(p, root: Path) -> Dataset:
     """The prepare stage: find, validate, split and subset the data set; write parquet tables."""
-    folder = resolve_path(p.data.name, p.data.path, root, root / "data/raw")
+    # relative paths and ../shared are anchored at the repository DVC runs from, which is not
+    # the temporary copy that `dvc exp run --temp` executes in
+    folder = resolve_path(p.data.name, p.data.path, tracking.root(), root / "data/raw")
     ds = prepare(folder, p.data, p.train.seed)
     save(ds, root / "data/prepared")
     counts = ds.qrels.groupby("split").query_id.nunique().to_dict()
