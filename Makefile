@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
+# DVC's stage commands call `python`: the venv's
+export PATH := $(BIN):$(PATH)
 
 .PHONY: repro test lint ci-repro bench clean-venv
 
@@ -35,7 +37,7 @@ CI_DIR ?= $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)
 ci-repro: $(STAMP)
 	git clone -q . $(CI_DIR)
 	cd $(CI_DIR) && BEIR_DATA_DIR=$${BEIR_DATA_DIR:-$(abspath ../shared/data)} \
-	  PATH=$(BIN):$$PATH dvc exp run $(CI_SET)
+	  dvc exp run $(CI_SET)
 	cd $(CI_DIR) && $(BIN)/python pipeline/check_claims.py --require 1 2
 	@echo "CI reproduction outputs: $(CI_DIR)"
 

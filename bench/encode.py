@@ -1,7 +1,8 @@
 """Corpus-encoding throughput of the embed stage's encoder loop against sentence-transformers.
 
-Times `smec.encode.encode(model, texts, batch_size)` (tokenise once, length-sorted batches)
-against the plain reference `model.encode(texts, batch_size=32, normalize_embeddings=True)` of
+Times `smec.encode.encode(model, texts, batch_size)` (the embed stage's call: sentence-transformers'
+length-sorted batches at encoder.batch_size, float32, and its bfloat16-autocast option) against
+the plain reference `model.encode(texts, batch_size=32, normalize_embeddings=True)` of
 the same model on the same first N SciFact documents. Both are warmed up, then timed in
 alternating order for several repeats; the medians give texts/s. The two embeddings are
 compared (max abs difference, smallest row cosine).

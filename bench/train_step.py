@@ -77,7 +77,7 @@ def run_once(
     """Seconds to train a fresh head for len(epochs) epochs (optimiser and recorder included)."""
     dims = cfg.method_dims
     head = heads.make_head(data.q.shape[1], dims[0], cfg.bias, cfg.init, cfg.seed * 100 + 1)
-    opt, sched = train._optimizer(head, cfg, sum(len(b) for b in epochs))
+    opt, sched = train.optimizer(head, cfg, sum(len(b) for b in epochs))
     levels, weights = ([dims[0]], [1.0]) if config == "single" else (dims, cfg.level_weights)
     loss_fn = NestedLoss(LOSSES[cfg.loss], levels, weights)
     recorder = gradstats.Recorder("mrl", 1) if config == "mrl+rec" else None

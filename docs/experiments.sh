@@ -6,7 +6,8 @@
 #   bash docs/experiments.sh && .venv/bin/python docs/experiments_table.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dvc=.venv/bin/dvc
+export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1  # stage commands call the venv's python
+dvc=dvc
 run() {  # run NAME PARAM=VALUE...
   local name=$1; shift
   $dvc exp remove "$name" >/dev/null 2>&1 || true

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from smec import atomic
 from smec.errors import SmecError
@@ -44,32 +43,23 @@ def load_model(name: str, max_seq_length: int, device: torch.device):
     return model.eval()
 
 
-@torch.inference_mode()
-def encode(
-    model, texts: list[str], batch_size: int, desc: str = "encode", dtype: str = "float32"
-) -> np.ndarray:
-    """Embed `texts` (float32, L2-normalised) in batches of similar token length.
+def encode(model, texts: list[str], batch_size: int, dtype: str = "float32") -> np.ndarray:
+    """Embed `texts` (float32, L2-normalised) with a progress bar.
 
-    Texts are tokenised once, sorted by token count so that a batch pads to its own longest
-    text, and put back in input order at the end. `dtype="bfloat16"` runs the encoder under
-    autocast (about 1.7x faster on a CPU with AVX512-BF16; row cosines to float32 >= 0.9999).
+    sentence-transformers already sorts the texts by length so that each batch pads only to its
+    own longest text, and restores the input order (a hand-written loop measured 4-9% slower,
+    see docs/benchmarks.md). `dtype="bfloat16"` runs the encoder under autocast: about 1.65x
+    faster on a CPU with AVX512-BF16, row cosines to float32 >= 0.9999.
     """
-    tokenizer = model.tokenizer
-    lengths = [
-        len(ids)
-        for ids in tokenizer(texts, truncation=True, max_length=model.max_seq_length)["input_ids"]
-    ]
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
-    device = model.device
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False):
-        idx = order[start : start + batch_size]
-        features = model.preprocess([texts[i] for i in idx])
-        features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            emb = model(features)["sentence_embedding"]
-        out[idx] = torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
-    return out
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+        emb = model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=True,
+        )
+    return emb.astype(np.float32, copy=False)
 
 
 def corpus_texts(corpus) -> list[str]:
@@ -84,7 +74,8 @@ def embed(
     arrays, stats = {}, {}
     for name, texts in (("corpus", corpus_texts(corpus)), ("queries", list(queries.text))):
         start = time.perf_counter()
-        arrays[name] = encode(model, texts, batch_size, desc=f"embed {name}", dtype=dtype)
+        print(f"embedding {len(texts)} {name} texts")
+        arrays[name] = encode(model, texts, batch_size, dtype=dtype)
         seconds = time.perf_counter() - start
         stats[f"{name}_count"] = len(texts)
         stats[f"{name}_seconds"] = round(seconds, 3)

@@ -161,11 +161,15 @@ def save(fig, stem: Path, png_metadata: dict[str, str] | None = None) -> list[Pa
     return paths
 
 
+def short_commit(commit: str) -> str:
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def caption(p, commit: str) -> str:
     return (
         f"data {p.data.name} · encoder {p.encoder.model} · loss {p.train.loss} · "
         f"seed {p.train.seed} · {p.train.optimizer} lr {p.train.lr:g} · variance: "
-        f"{p.gradstats.variance} · commit {commit[:12]}"
+        f"{p.gradstats.variance} · commit {short_commit(commit)}"
     )
 
 

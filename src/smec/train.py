@@ -1,8 +1,8 @@
 """The training loop for MRL and SMRL heads: device, seeds, optimiser, checkpoints, resume.
 
-Both methods reduce to :func:`fit_head` — train one linear head on fixed inputs with a
-:class:`~smec.nesting.NestedLoss` — called once for MRL (all nested widths on one head) and once
-per step for SMRL (each step's width, on the frozen output of the steps before it).
+Both methods reduce to one loop — train a linear head on fixed inputs with a
+:class:`~smec.nesting.NestedLoss` — planned (:func:`plan`) once for MRL (all nested widths on one
+head) and once per step for SMRL (each step's width, on the frozen output of the steps before).
 
 Determinism: every random draw comes from a generator seeded by (seed, head, epoch), so a run
 resumed from its checkpoint after epoch e draws exactly what an uninterrupted run draws.
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from smec import atomic, beir, encode, gradstats, heads, params, retrieval, tracking
 from smec.device import resolve
+from smec.errors import SmecError
 from smec.losses import LOSSES, Batch
 from smec.nesting import NestedLoss
 from smec.params import Params, Train
@@ -95,7 +96,7 @@ def plan(method: str, cfg: Train, in_dim: int) -> list[HeadSpec]:
     return specs
 
 
-def _optimizer(head: nn.Module, cfg: Train, total_steps: int):
+def optimizer(head: nn.Module, cfg: Train, total_steps: int):
     params = [p for p in head.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -207,7 +208,6 @@ def fit(
     checkpoint: Checkpoint,
     on_epoch: Callable[[dict], None] = lambda row: None,
     run_id: str | None = None,
-    record: bool = True,
 ) -> Result:
     """Train every head of `method`, resuming from `checkpoint` where one matches."""
     device = data.q.device
@@ -225,17 +225,16 @@ def fit(
             continue
         xq, xc = heads.apply_chain(trained, data.q), heads.apply_chain(trained, data.c)
         n_steps = steps_per_epoch(len(data.pairs), cfg.batch_size)
-        opt, sched = _optimizer(head, cfg, spec.epochs * n_steps)
+        opt, sched = optimizer(head, cfg, spec.epochs * n_steps)
         loss_fn = NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights).to(device)
-        recorder = gradstats.Recorder(method, spec.index) if record else None
+        recorder = gradstats.Recorder(method, spec.index)
         start = 0
         if state["current"] is not None:
             cur = state["current"]
             head.load_state_dict(cur["head"])
             opt.load_state_dict(cur["opt"])
             sched.load_state_dict(cur["sched"])
-            if recorder is not None:
-                recorder.load_state(cur["recorder"])
+            recorder.load_state(cur["recorder"])
             start = cur["epoch"] + 1
         bar = tqdm(
             range(start, spec.epochs),
@@ -268,17 +267,17 @@ def fit(
                 "lr": lr,
                 "seconds": time.perf_counter() - t0,
             }
-            if recorder is not None:
-                stats = gradstats.epoch_stats(
-                    *recorder.end_epoch(epoch), recorder.cols, split=spec.out_dim // 2
-                )
-                row |= {k: v for k, v in stats.items() if k != "steps"}
+            stats = gradstats.epoch_stats(
+                *recorder.end_epoch(epoch), recorder.cols, split=spec.out_dim // 2
+            )
+            row |= {k: v for k, v in stats.items() if k != "steps"}
             if cfg.heldout_eval:
                 row |= heldout_ndcg(head, xq, xc, data, spec.levels)
             bar.set_postfix(loss=f"{loss:.4f}")
             if math.isnan(loss):
-                raise FloatingPointError(
-                    f"{method} head {spec.index}: loss is NaN at epoch {epoch}"
+                raise SmecError(
+                    f"{method} head {spec.index}: loss is NaN at epoch {epoch}; "
+                    f"lower train.lr (now {cfg.lr:g})"
                 )
             state["history"].append(row)
             state["current"] = {
@@ -286,12 +285,11 @@ def fit(
                 "opt": opt.state_dict(),
                 "sched": sched.state_dict(),
                 "epoch": epoch,
-                "recorder": recorder.state() if recorder else None,
+                "recorder": recorder.state(),
             }
             on_epoch(row)
             checkpoint.save({**state, "run_id": run_id})
-        if recorder is not None:
-            state["records"].append(recorder.table())
+        state["records"].append(recorder.table())
         state["done"].append(head.state_dict())
         state["current"] = None
         trained.append(head.requires_grad_(False))
