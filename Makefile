@@ -33,7 +33,9 @@ lint: $(STAMP)
 # Runs in a throwaway clone so the workspace's outputs and params.yaml stay untouched.
 CI_SET := -S 'data.corpus_limit=1500' -S 'encoder.max_seq_length=128' \
           -S 'train.epochs=12' -S 'render.epochs=[0,5,10]'
-CI_DIR ?= $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)
+ifndef CI_DIR
+CI_DIR := $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)
+endif
 ci-repro: $(STAMP)
 	git clone -q . $(CI_DIR)
 	cd $(CI_DIR) && BEIR_DATA_DIR=$${BEIR_DATA_DIR:-$(abspath ../shared/data)} \
