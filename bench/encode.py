@@ -14,15 +14,12 @@ speedup_vs_reference (new / reference), max_abs_diff, n_texts, max_seq_length, .
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from harness import alternate, emit, machine, medians
 
 from smec import beir
 from smec import encode as enc
@@ -66,12 +63,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def timed(fn: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
 def main() -> None:
     args = parse_args()
     texts = enc.corpus_texts(beir.read(args.data).corpus)[: args.n]
@@ -84,8 +75,7 @@ def main() -> None:
     ]
     print(
         f"model {MODEL}, {len(texts)} texts from {args.data}, max_seq_length "
-        f"{args.max_seq_length}, mean {np.mean(lengths):.0f} tokens, torch threads "
-        f"{torch.get_num_threads()}, load avg {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        f"{args.max_seq_length}, mean {np.mean(lengths):.0f} tokens, {machine()}"
     )
 
     runs: dict[str, Callable[[], np.ndarray]] = {
@@ -105,24 +95,14 @@ def main() -> None:
         warm, batch_size=REFERENCE_BATCH, normalize_embeddings=True, show_progress_bar=False
     )
 
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    emb: dict[str, np.ndarray] = {}
-    for r in range(args.repeats):
-        order = list(runs) if r % 2 == 0 else list(reversed(runs))
-        for name in order:
-            s, emb[name] = timed(runs[name])
-            seconds[name].append(s)
-        print(
-            f"repeat {r + 1}/{args.repeats}: "
-            + ", ".join(f"{name} {seconds[name][-1]:.3f}s" for name in runs)
-        )
+    seconds, emb = alternate(runs, args.repeats)
 
     ref = emb["reference"].astype(np.float32)
     new = emb["smec"]
     max_abs = float(np.abs(new - ref).max())
     cos = (new * ref).sum(1) / (np.linalg.norm(new, axis=1) * np.linalg.norm(ref, axis=1))
     bf16_cos = float(((emb["smec_bf16"] * ref).sum(1) / np.linalg.norm(ref, axis=1)).min())
-    med = {name: statistics.median(v) for name, v in seconds.items()}
+    med = medians(seconds)
     tps = {name: len(texts) / med[name] for name in runs}
     speedup = tps["smec"] / tps["reference"]
     print(
@@ -139,25 +119,23 @@ def main() -> None:
         f"min cosine to reference {bf16_cos:.5f})"
     )
     print(f"agreement: max abs diff {max_abs:.2e}, min cosine {cos.min():.7f}")
-    print(
-        json.dumps(
-            {
-                "texts_per_s": round(tps["smec"], 3),
-                "reference_texts_per_s": round(tps["reference"], 3),
-                "speedup_vs_reference": round(speedup, 4),
-                "bf16_texts_per_s": round(tps["smec_bf16"], 3),
-                "bf16_speedup_vs_reference": round(bf16_speedup, 4),
-                "bf16_min_cosine": bf16_cos,
-                "max_abs_diff": max_abs,
-                "min_cosine": float(cos.min()),
-                "n_texts": len(texts),
-                "max_seq_length": args.max_seq_length,
-                "batch_size": args.batch_size,
-                "reference_batch_size": REFERENCE_BATCH,
-                "repeats": args.repeats,
-                "seconds": {name: [round(s, 4) for s in v] for name, v in seconds.items()},
-            }
-        )
+    emit(
+        {
+            "texts_per_s": round(tps["smec"], 3),
+            "reference_texts_per_s": round(tps["reference"], 3),
+            "speedup_vs_reference": round(speedup, 4),
+            "bf16_texts_per_s": round(tps["smec_bf16"], 3),
+            "bf16_speedup_vs_reference": round(bf16_speedup, 4),
+            "bf16_min_cosine": bf16_cos,
+            "max_abs_diff": max_abs,
+            "min_cosine": float(cos.min()),
+            "n_texts": len(texts),
+            "max_seq_length": args.max_seq_length,
+            "batch_size": args.batch_size,
+            "reference_batch_size": REFERENCE_BATCH,
+            "repeats": args.repeats,
+            "seconds": {name: [round(s, 4) for s in v] for name, v in seconds.items()},
+        }
     )
 
 

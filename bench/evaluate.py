@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import torch
+from harness import alternate, emit, machine, medians
 
 from smec import retrieval
 
@@ -117,35 +115,26 @@ def main() -> None:
     runs = searches(args.chunk_size)
     print(
         f"{args.queries} queries x {args.docs} docs x {args.dim} dims float32, k={K}, "
-        f"chunk {args.chunk_size}, torch threads {torch.get_num_threads()}, load avg "
-        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        f"chunk {args.chunk_size}, {machine()}"
     )
     peak = {name: peak_mb(name, args) for name in runs}  # first, while this process is small
     print("peak memory over the data: " + ", ".join(f"{n} +{peak[n]:.0f} MB" for n in runs))
     q, c = make_data(args)
     for fn in runs.values():  # warm-up: threads, allocator, first-call paths (a few queries)
         fn(q[:WARM_QUERIES], c)
-    result = {}
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(args.repeats):
-        for name in list(runs) if r % 2 == 0 else list(reversed(runs)):
-            start = time.perf_counter()
-            result[name] = runs[name](q, c)
-            seconds[name].append(time.perf_counter() - start)
-        print(
-            f"repeat {r + 1}/{args.repeats}: "
-            + ", ".join(f"{n} {seconds[n][-1]:.3f}s" for n in runs)
-        )
+    seconds, result = alternate(
+        {n: (lambda fn=fn: fn(q, c)) for n, fn in runs.items()}, args.repeats
+    )
     (s_chunk, i_chunk), (s_full, i_full) = result["chunked"], result["full"]
     identical = bool(torch.equal(i_chunk, i_full))
     rows_differ = int((i_chunk != i_full).any(dim=1).sum())
     score_diff = float((s_chunk - s_full).abs().max())
     del result, s_chunk, i_chunk, s_full, i_full
 
-    qps = {name: args.queries / statistics.median(v) for name, v in seconds.items()}
+    qps = {name: args.queries / med for name, med in medians(seconds).items()}
     speedup = qps["chunked"] / qps["full"]
     for name in runs:
-        med = statistics.median(seconds[name])
+        med = medians(seconds)[name]
         print(
             f"{name:8s} {qps[name]:9.1f} queries/s (median {med:.3f}s), peak +{peak[name]:.0f} MB"
         )
@@ -154,25 +143,23 @@ def main() -> None:
         f"identical indices: {identical} ({rows_differ} of {args.queries} queries differ, "
         f"max score diff {score_diff:.2e})"
     )
-    print(
-        json.dumps(
-            {
-                "speedup_vs_full": round(speedup, 4),
-                "qps_chunked": round(qps["chunked"], 2),
-                "qps_full": round(qps["full"], 2),
-                "peak_mb_chunked": round(peak["chunked"], 1),
-                "peak_mb_full": round(peak["full"], 1),
-                "identical": identical,
-                "rows_differ": rows_differ,
-                "max_score_diff": score_diff,
-                "queries": args.queries,
-                "docs": args.docs,
-                "dim": args.dim,
-                "chunk_size": args.chunk_size,
-                "k": K,
-                "repeats": args.repeats,
-            }
-        )
+    emit(
+        {
+            "speedup_vs_full": round(speedup, 4),
+            "qps_chunked": round(qps["chunked"], 2),
+            "qps_full": round(qps["full"], 2),
+            "peak_mb_chunked": round(peak["chunked"], 1),
+            "peak_mb_full": round(peak["full"], 1),
+            "identical": identical,
+            "rows_differ": rows_differ,
+            "max_score_diff": score_diff,
+            "queries": args.queries,
+            "docs": args.docs,
+            "dim": args.dim,
+            "chunk_size": args.chunk_size,
+            "k": K,
+            "repeats": args.repeats,
+        }
     )
 
 

@@ -21,16 +21,12 @@ mrl+rec), steps_per_epoch, data, ...
 from __future__ import annotations
 
 import argparse
-import gc
-import json
-import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from harness import alternate, emit, machine, medians, stage_args
 
-from smec import gradstats, heads, synthetic, train
+from smec import artifacts, gradstats, heads, synthetic, train
 from smec.losses import LOSSES
 from smec.nesting import NestedLoss
 from smec.params import Train
@@ -65,31 +61,30 @@ def parse_args() -> argparse.Namespace:
 
 
 def load(args: argparse.Namespace) -> tuple[train.TrainData, str]:
-    prepared, embeddings = args.root / "data/prepared", args.root / "data/embeddings"
-    if not args.synthetic and prepared.is_dir() and embeddings.is_dir():
-        return train.load_data(prepared, embeddings, torch.device("cpu")), f"scifact ({embeddings})"
+    """The train stage's own inputs when the pipeline has made them, else synthetic data."""
+    a = stage_args(args.root, "train@mrl")
+    if not args.synthetic and all(a[k].exists() for k in ("qrels", "corpus_emb")):
+        ds = artifacts.read_prepared(a["corpus"], a["queries"], a["qrels"])
+        c, q = artifacts.read_array(a["corpus_emb"]), artifacts.read_array(a["queries_emb"])
+        return train.train_data(ds, c, q, torch.device("cpu")), f"scifact ({a['corpus_emb']})"
     return synthetic.latent_factor_data(), "synthetic latent_factor_data()"
 
 
-def run_once(
-    config: str, cfg: Train, data: train.TrainData, epochs: list[list[torch.Tensor]]
-) -> float:
-    """Seconds to train a fresh head for len(epochs) epochs (optimiser and recorder included)."""
+def run_once(config: str, cfg: Train, data: train.TrainData, epochs: list[list[torch.Tensor]]):
+    """Train a fresh head for len(epochs) epochs (optimiser and recorder included)."""
     dims = cfg.method_dims
     head = heads.make_head(data.q.shape[1], dims[0], cfg.bias, cfg.init, cfg.seed * 100 + 1)
     opt, sched = train.optimizer(head, cfg, sum(len(b) for b in epochs))
     levels, weights = ([dims[0]], [1.0]) if config == "single" else (dims, cfg.level_weights)
     loss_fn = NestedLoss(LOSSES[cfg.loss], levels, weights)
-    recorder = gradstats.Recorder("mrl", 1) if config == "mrl+rec" else None
-    gc.collect()
-    start = time.perf_counter()
+    recorder = gradstats.Recorder() if config == "mrl+rec" else None
+    trainer = train.HeadTrainer(
+        head, data.q, data.c, data, loss_fn, opt, sched, recorder, cfg.temperature
+    )
     for e, batch_idx in enumerate(epochs):
-        train.train_epoch(
-            head, data.q, data.c, data, loss_fn, opt, sched, recorder, batch_idx, cfg.temperature
-        )
+        trainer.epoch(batch_idx)
         if recorder is not None:
             recorder.end_epoch(e)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -106,18 +101,14 @@ def main() -> None:
     print(
         f"loss {cfg.loss}, batch {cfg.batch_size}, {steps} steps/epoch, {args.epochs} "
         f"epochs/run, {args.repeats} repeats, dims {cfg.method_dims}, optimizer "
-        f"{cfg.optimizer}, torch threads {torch.get_num_threads()}, load avg "
-        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        f"{cfg.optimizer}, {machine()}"
     )
 
     for config in CONFIGS:  # warm-up
         run_once(config, cfg, data, epochs[:2])
-    seconds: dict[str, list[float]] = {c: [] for c in CONFIGS}
-    for r in range(args.repeats):
-        order = CONFIGS[r % 3 :] + CONFIGS[: r % 3]
-        for config in order:
-            seconds[config].append(run_once(config, cfg, data, epochs))
-    med = {c: statistics.median(v) for c, v in seconds.items()}
+    runs = {c: (lambda c=c: run_once(c, cfg, data, epochs)) for c in CONFIGS}
+    seconds, _ = alternate(runs, args.repeats, verbose=False)
+    med = medians(seconds)
     n_steps = steps * args.epochs
     for c in CONFIGS:
         print(
@@ -135,22 +126,20 @@ def main() -> None:
         f"recorder_overhead {overhead:.3f} (goal <= 1.05): {'ok' if overhead <= 1.05 else 'OVER'}"
     )
     print(f"samples_per_s {samples:.0f} (mrl with recorder)")
-    print(
-        json.dumps(
-            {
-                "mrl_over_single": round(mrl_over_single, 4),
-                "recorder_overhead": round(overhead, 4),
-                "samples_per_s": round(samples, 1),
-                "ms_per_step": {c: round(1e3 * med[c] / n_steps, 4) for c in CONFIGS},
-                "steps_per_epoch": steps,
-                "epochs_per_run": args.epochs,
-                "repeats": args.repeats,
-                "n_pairs": len(data.pairs),
-                "loss": cfg.loss,
-                "batch_size": cfg.batch_size,
-                "data": "synthetic" if source.startswith("synthetic") else "scifact",
-            }
-        )
+    emit(
+        {
+            "mrl_over_single": round(mrl_over_single, 4),
+            "recorder_overhead": round(overhead, 4),
+            "samples_per_s": round(samples, 1),
+            "ms_per_step": {c: round(1e3 * med[c] / n_steps, 4) for c in CONFIGS},
+            "steps_per_epoch": steps,
+            "epochs_per_run": args.epochs,
+            "repeats": args.repeats,
+            "n_pairs": len(data.pairs),
+            "loss": cfg.loss,
+            "batch_size": cfg.batch_size,
+            "data": "synthetic" if source.startswith("synthetic") else "scifact",
+        }
     )
 
 

@@ -39,9 +39,9 @@ def main() -> None:
         print(
             f"| {name} | {changed(p, base)} | {g['epoch0_mrl_low_over_high']:.2f} | "
             f"{g['epoch0_smrl_low_over_high']:.2f} | {g['var_ratio_epoch0']:.2f} | "
-            f"{g['min_fall']:.1f}x | {passed} | {r['mrl_d96']['ndcg@10']:.4f} | "
-            f"{r['smrl_d96']['ndcg@10']:.4f} | {r['mrl_d192']['ndcg@10']:.4f} | "
-            f"{r['smrl_d192']['ndcg@10']:.4f} |"
+            f"{g['min_fall']:.1f}x | {passed} | {r['mrl_d96']['ndcg_at_10']:.4f} | "
+            f"{r['smrl_d96']['ndcg_at_10']:.4f} | {r['mrl_d192']['ndcg_at_10']:.4f} | "
+            f"{r['smrl_d192']['ndcg_at_10']:.4f} |"
         )
 
 

@@ -1,21 +1,48 @@
-"""DVC stage `embed`: embed corpus and queries with the frozen encoder, once.
+"""DVC stage `embed`: embed the prepared corpus and queries with the frozen encoder, once.
 
-Writes data/embeddings/{corpus,queries}.npy (float32, L2-normalised) and meta.json.
+Writes float32, L2-normalised embeddings (`.npy`, one row per prepared document or query, in
+their order) and a meta.json (model, dimension, counts); logs throughput to MLflow.
 """
 
-from pathlib import Path
+import _bootstrap  # first: this checkout's code, under the project's interpreter
+import mlflow
 
-from smec import encode, params
+from smec import artifacts, encode, params, tracking
 from smec.cli import main, parser
+from smec.device import resolve
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
 
-
-def cli() -> None:
-    args = parser(__doc__, ROOT).parse_args()
-    stats = encode.run(params.load(args.params), ROOT)
+def run(argv: list[str] | None = None) -> dict:
+    ap = parser(
+        __doc__,
+        _bootstrap.CHECKOUT,
+        inputs=("corpus", "queries"),
+        outputs=("corpus-emb", "queries-emb", "meta"),
+    )
+    args = ap.parse_args(argv)
+    p = params.load(args.params)
+    corpus, queries = artifacts.read_texts(args.corpus, args.queries)
+    device = resolve(p.encoder.device)
+    model = encode.load_model(p.encoder.model, p.encoder.max_seq_length, device)
+    arrays, stats = encode.embed(model, corpus, queries, p.encoder.batch_size, p.encoder.dtype)
+    meta = {
+        "model": p.encoder.model,
+        "dim": int(arrays["corpus"].shape[1]),
+        "corpus_count": len(corpus),
+        "queries_count": len(queries),
+        "normalized": True,
+        "max_seq_length": p.encoder.max_seq_length,
+        "compute_dtype": p.encoder.dtype,
+    }
+    artifacts.write_array(args.corpus_emb, arrays["corpus"])
+    artifacts.write_array(args.queries_emb, arrays["queries"])
+    artifacts.write_json(args.meta, meta)
+    with tracking.stage_run(p, "embed", _bootstrap.CHECKOUT):
+        mlflow.log_param("device", str(device))
+        mlflow.log_metrics({k: float(v) for k, v in stats.items()} | {"dim": meta["dim"]})
     print(f"embedded {stats['corpus_count']} documents at {stats['corpus_texts_per_s']} texts/s")
+    return stats
 
 
 if __name__ == "__main__":
-    main(cli)
+    main(run)

@@ -1,22 +1,76 @@
 """DVC stage `evaluate`: nDCG@10, Recall@100 and MRR@10 per method and dimension.
 
-Methods: MRL (prefix of its head), SMRL (output of each step), and the untrained baselines
-`truncate` and `pca`. Writes reports/retrieval.csv and metrics/retrieval.json.
+Methods: MRL (prefixes of its head), SMRL (the output of each step), and the untrained
+baselines `truncate` and `pca` (also at the full dimension). Exact cosine search over the whole
+prepared corpus for the test queries; measures named as MTEB names them.
 """
 
-from pathlib import Path
+import _bootstrap  # first: this checkout's code, under the project's interpreter
+import mlflow
+import pandas as pd
+import torch
 
-from smec import params, retrieval
+from smec import artifacts, heads, params, retrieval, tracking
 from smec.cli import main, parser
+from smec.device import resolve
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
+INPUTS = (
+    "corpus",
+    "queries",
+    "qrels",
+    "corpus-emb",
+    "queries-emb",
+    "mrl-heads",
+    "smrl-heads",
+    "mrl-run",
+    "smrl-run",
+)
+OUTPUTS = ("table", "metrics")
 
 
-def cli() -> None:
-    args = parser(__doc__, ROOT).parse_args()
-    table = retrieval.run(params.load(args.params), ROOT)
+def run(argv: list[str] | None = None) -> pd.DataFrame:
+    args = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS).parse_args(argv)
+    p = params.load(args.params)
+    device = resolve(p.evaluate.device)
+    ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
+    c = torch.from_numpy(artifacts.read_array(args.corpus_emb)).to(device)
+    q_all = torch.from_numpy(artifacts.read_array(args.queries_emb)).to(device)
+    qids, q, qrels = retrieval.test_queries(ds, q_all)
+    dims = p.train.method_dims
+    variants = list(retrieval.baselines(q, c, [c.shape[1], *dims]))
+    for method, path in (("mrl", args.mrl_heads), ("smrl", args.smrl_heads)):
+        hs = [h.to(device) for h in artifacts.read_heads(path)[1]]
+        for d in dims:
+            variants.append(
+                (
+                    method,
+                    d,
+                    heads.embed_at(method, hs, dims, q, d),
+                    heads.embed_at(method, hs, dims, c, d),
+                )
+            )
+    table = retrieval.table(variants, qids, list(ds.corpus.corpus_id), qrels, p.evaluate.chunk_size)
+    nested = retrieval.metrics(table)
+    artifacts.write_csv(args.table, table, float_format="%.6f")
+    artifacts.write_json(args.metrics, nested)
+    train_runs = {
+        m: artifacts.read_json(path)["run_id"]
+        for m, path in (("mrl", args.mrl_run), ("smrl", args.smrl_run))
+    }
+    with tracking.stage_run(
+        p,
+        "evaluate",
+        _bootstrap.CHECKOUT,
+        tags={f"train_run.{m}": r for m, r in train_runs.items()},
+    ) as run:
+        tracking.log_prepared(ds, args.corpus, args.queries, args.qrels, p.data.name, "evaluation")
+        flat = retrieval.flat_metrics(nested)
+        mlflow.log_metrics(flat)
+        tracking.log_to_parent(run, flat)
+        mlflow.log_artifact(str(args.table))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return table
 
 
 if __name__ == "__main__":
-    main(cli)
+    main(run)

@@ -1,30 +1,88 @@
 """DVC stage `train@<method>`: train MRL's head or SMRL's chain of heads, recording gradients.
 
-Writes models/<method>/heads.pt and runs/<method>/{gradients.parquet,history.csv,run.json}.
-A stopped run resumes from checkpoints/<method>/state.pt.
+Writes the trained heads, the per-step gradient record, the per-epoch history and run.json
+(the MLflow run that holds them). A stopped run resumes from its checkpoint, but only if the
+checkpoint was made by the same params, code and inputs.
 """
 
-import argparse
 from pathlib import Path
 
-from smec import params, train
-from smec.cli import main
+import _bootstrap  # first: this checkout's code, under the project's interpreter
+import mlflow
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
+from smec import artifacts, params, provenance, tracking, train
+from smec.checkpoint import Checkpoint
+from smec.cli import main, parser
+from smec.device import resolve
+
+INPUTS = ("corpus", "queries", "qrels", "corpus-emb", "queries-emb")
+OUTPUTS = ("heads", "gradients", "history", "run-json")
 
 
-def cli() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def checkpoint_key(p: params.Params, method: str, inputs: list) -> str:
+    """Params, this stage's code (its import closure) and its input files."""
+    code = provenance.closure(Path(__file__).resolve(), _bootstrap.CHECKOUT / "src")
+    settings = {"method": method, **{s: getattr(p, s).model_dump() for s in ("data", "train")}}
+    return provenance.digest([*code, *inputs], _bootstrap.CHECKOUT, settings)
+
+
+def run(argv: list[str] | None = None) -> train.Result:
+    ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS)
     ap.add_argument("--method", required=True, choices=["mrl", "smrl"])
-    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="params file")
-    args = ap.parse_args()
-    result = train.run(params.load(args.params), args.method, ROOT)
+    ap.add_argument(
+        "--checkpoint", type=Path, required=True, help="resumable state (not a DVC output)"
+    )
+    args = ap.parse_args(argv)
+    p = params.load(args.params)
+    inputs = [args.corpus, args.queries, args.qrels, args.corpus_emb, args.queries_emb]
+    ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
+    device = resolve(p.train.device)
+    data = train.train_data(
+        ds, artifacts.read_array(args.corpus_emb), artifacts.read_array(args.queries_emb), device
+    )
+    checkpoint = Checkpoint(args.checkpoint, checkpoint_key(p, args.method, inputs))
+    resumed = checkpoint.load()
+    run_id = resumed["run_id"] if resumed else None
+    if resumed:
+        print(f"{args.method}: resuming from {checkpoint.path} (MLflow run {run_id})")
+    with tracking.stage_run(
+        p, f"train@{args.method}", _bootstrap.CHECKOUT, run_id=run_id, tags={"method": args.method}
+    ) as mlrun:
+        if run_id is None:
+            mlflow.log_params({"method": args.method, "device": str(device)})
+            tracking.log_prepared(
+                ds, args.corpus, args.queries, args.qrels, p.data.name, "training"
+            )
+        result = train.fit(
+            args.method,
+            p.train,
+            data,
+            checkpoint,
+            run_id=mlrun.info.run_id,
+            on_epoch=lambda row: mlflow.log_metrics(
+                train.metric_names(row), step=row["global_epoch"]
+            ),
+        )
+        artifacts.write_heads(
+            args.heads,
+            args.method,
+            data.q.shape[1],
+            p.train.method_dims,
+            [h.cpu() for h in result.heads],
+        )
+        artifacts.write_parquet(args.gradients, result.record)
+        artifacts.write_csv(args.history, result.history, float_format="%.8g")
+        artifacts.write_json(args.run_json, {**tracking.run_info(mlrun), "method": args.method})
+        mlflow.log_artifact(str(args.heads))
+        mlflow.log_artifact(str(args.history))
+    checkpoint.clear()
     last = result.history.iloc[-1]
     print(
         f"{args.method}: {len(result.heads)} head(s), final loss {last['loss']:.4f}, "
         f"MLflow run {result.run_id}"
     )
+    return result
 
 
 if __name__ == "__main__":
-    main(cli)
+    main(run)

@@ -1,33 +1,55 @@
-"""Print where the pipeline's results are and how to open them (run after `dvc repro`)."""
+"""After `dvc repro`: print the claims, where the figures and tables are, and the MLflow store.
+
+With `--require N ...`, exit 1 unless those claims passed (the CI reproduction's check). The
+paths are those `dvc.yaml` declares as outputs, so they are never written twice.
+"""
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-from smec import gradstats, tracking
+import _bootstrap  # first: this checkout's code, under the project's interpreter
+
+from smec import artifacts, claims, tracking
 from smec.cli import main
-from smec.errors import SmecError
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout DVC runs (a temp copy under --temp)
+KEYS = {1: "claim1_low_rows_gradient", 2: "claim2_variance", 3: "claim3_fall"}
 
 
-def cli() -> None:
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    path = ROOT / "reports/claims.json"
-    if not path.exists():
-        raise SmecError(f"{path}: not found; run `dvc repro` first")
-    claims = json.loads(path.read_text())
-    print("\n" + gradstats.claims_table(claims))
-    print(
-        "\nfigures:   "
-        + "  ".join(str(p.relative_to(ROOT)) for p in sorted(Path(ROOT, "figures").glob("*.png")))
+def outputs(root: Path) -> list[str]:
+    """Every output path `dvc.yaml` declares, in stage order."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return [str(out) for stage in repo.index.stages for out in stage.outs]
+
+
+def run(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument(
+        "--require",
+        type=int,
+        nargs="+",
+        choices=sorted(KEYS),
+        default=[],
+        help="claims that must pass (e.g. 1 2); the others are reported",
     )
-    print("tables:    reports/gradstats.csv  reports/claims.json  reports/retrieval.csv")
+    args = ap.parse_args(argv)
+    root = _bootstrap.CHECKOUT
+    outs = outputs(root)
+    report = artifacts.read_json(root / next(o for o in outs if o.endswith("claims.json")))
+    print("\n" + claims.summary(report))
+    shown = [o for o in outs if o.startswith(("reports", "figures"))]
+    print("\nresults:   " + "  ".join(shown))
     print(f"MLflow:    {tracking.tracking_uri()}")
     print(
         f"           open with: .venv/bin/mlflow ui --backend-store-uri {tracking.tracking_uri()}"
     )
+    failed = [n for n in args.require if not report[KEYS[n]]["passed"]]
+    if failed:
+        print(f"required claim(s) {failed} failed", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
-    main(cli)
+    main(run)

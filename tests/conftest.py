@@ -1,16 +1,23 @@
-"""Shared fixtures: tiny BEIR folders, a migrated MLflow sqlite store copied per test."""
+"""Shared fixtures: tiny BEIR folders, a migrated MLflow sqlite store copied per test, and the
+stage scripts run in process with the very arguments `dvc.yaml` gives them."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
+sys.path.insert(0, str(ROOT / "pipeline"))  # the stage scripts import their _bootstrap
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -95,3 +102,48 @@ def mlflow_uri(tmp_path: Path, mlflow_template: Path, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     return uri
+
+
+@functools.cache
+def dvc_commands() -> dict[str, list[str]]:
+    """Each stage's command from the real dvc.yaml, split into words (DVC resolves foreach)."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        return {s.addressing: shlex.split(s.cmd) for s in repo.index.stages}
+
+
+def stage_script(name: str):
+    """pipeline/<name>.py imported as a module (its `run(argv)` is the stage)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "pipeline" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NOT_PATHS = {"method"}  # stage options whose value is not a path
+
+
+def run_stage(stage: str, root: Path, params: Path, **replace: str):
+    """Run a stage in process, its dvc.yaml paths placed under `root`; `replace` swaps an
+    argument's value (`mrl_gradients="x"` for `--mrl-gradients x`)."""
+    words = dvc_commands()[stage]
+    script = Path(words[1]).stem
+    argv, key = [], None
+    for w in words[2:]:
+        if key is not None and key in replace:
+            w = replace[key]
+        elif key is not None and key not in NOT_PATHS:
+            w = str(root / w)
+        argv.append(w)
+        key = w[2:].replace("-", "_") if w.startswith("--") else None
+    return stage_script(script).run([*argv, "--params", str(params)])
+
+
+def write_params(path: Path, **sections: dict) -> Path:
+    """params.yaml with the repository's values, some sections' keys replaced."""
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in sections.items():
+        p[section].update(values)
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    return path

@@ -83,6 +83,19 @@ def test_split_holds_out_training_queries_deterministically(tiny_beir):
     assert held(a) != held(c)
 
 
+def test_the_split_follows_data_split_seed_alone(tiny_beir):
+    """The held-out queries and the corpus subset are drawn from data.split_seed; train.seed
+    (initialisation, batch order) is not a param of prepare at all."""
+    a = beir.prepare(tiny_beir, params.Data(heldout_fraction=0.25, corpus_limit=30))
+    b = beir.prepare(tiny_beir, params.Data(heldout_fraction=0.25, corpus_limit=30, split_seed=1))
+    held = lambda d: set(d.qrels.query_id[d.qrels.split == "heldout"])  # noqa: E731
+    assert held(a) != held(b)
+    assert set(a.corpus.corpus_id) != set(b.corpus.corpus_id)
+    import inspect
+
+    assert list(inspect.signature(beir.prepare).parameters) == ["folder", "data"]
+
+
 def test_set_without_training_qrels_is_split_from_its_test_queries(tmp_path):
     folder = write_beir(tmp_path / "t")
     (folder / "qrels/train.tsv").unlink()
@@ -93,11 +106,11 @@ def test_set_without_training_qrels_is_split_from_its_test_queries(tmp_path):
 
 
 def test_corpus_limit_keeps_every_judged_document(tiny_beir):
-    ds = beir.prepare(tiny_beir, params.Data(corpus_limit=30), seed=0)
+    ds = beir.prepare(tiny_beir, params.Data(corpus_limit=30))
     assert len(ds.corpus) == 30
     assert set(ds.qrels.corpus_id) <= set(ds.corpus.corpus_id)
     with pytest.raises(SmecError, match=r"data.corpus_limit=10: smaller than the 24 documents"):
-        beir.prepare(tiny_beir, params.Data(corpus_limit=10), seed=0)
+        beir.prepare(tiny_beir, params.Data(corpus_limit=10))
 
 
 def test_path_resolution_order(tmp_path, monkeypatch):
@@ -111,21 +124,23 @@ def test_path_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("BEIR_DATA_DIR", str(tmp_path / "env"))
     assert beir.resolve_path("tiny", None, root, root / "raw") == env.resolve()
     assert beir.resolve_path("tiny", str(explicit), root, root / "raw") == explicit.resolve()
-    # a data.path that does not exist falls through to the next place ...
-    assert beir.resolve_path("tiny", "missing", root, root / "raw") == env.resolve()
-    # ... and is named when there is none
-    monkeypatch.delenv("BEIR_DATA_DIR")
-    lonely = tmp_path / "lonely" / "repo"
-    lonely.mkdir(parents=True)
-    with pytest.raises(SmecError, match=r"data.path='missing': no corpus.jsonl in"):
-        beir.resolve_path("tiny", "missing", lonely, lonely / "raw")
+
+
+def test_a_data_path_that_does_not_exist_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    """The fallback chain is for an unset data.path; a typo in a set one is named."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    write_beir(tmp_path / "shared" / "data" / "tiny")  # a fallback that would be found
+    monkeypatch.setenv("BEIR_DATA_DIR", str(tmp_path / "shared" / "data"))
+    with pytest.raises(SmecError, match=r"^data.path='tinny': no corpus.jsonl in .*/repo/tinny$"):
+        beir.resolve_path("tiny", "tinny", root, root / "raw")
 
 
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason="SciFact is not beside the project")
 def test_real_scifact_reads_with_its_published_counts():
     ds = beir.read(SCIFACT)
     beir.check_counts(ds, "scifact")
-    prepared = beir.prepare(SCIFACT, params.Data(), seed=0)
+    prepared = beir.prepare(SCIFACT, params.Data())
     counts = prepared.qrels.groupby("split").query_id.nunique().to_dict()
     assert counts["test"] == 300 and counts["train"] + counts["heldout"] == 809
 

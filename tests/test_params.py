@@ -71,3 +71,25 @@ def test_digest_is_stable_and_sensitive():
     a, b = params.Params(), params.Params(train={"seed": 1})
     assert params.digest(a.train) == params.digest(params.Params().train)
     assert params.digest(a.train) != params.digest(b.train)
+
+
+def test_changed_names_what_differs_from_the_defaults():
+    assert params.changed(params.Params()) == "defaults"
+    p = params.Params(train={"loss": "ce", "seed": 3}, render={"epochs": [0, 5]})
+    assert params.changed(p) == "train.loss=ce, train.seed=3, render.epochs=[0, 5]"
+
+
+def test_params_yaml_is_in_the_style_dvc_writes(tmp_path):
+    """`dvc exp run -S train.loss=ce` rewrites params.yaml; in DVC's own style that is a one-line
+    change, comments kept."""
+    from dvc.utils.hydra import apply_overrides
+
+    copy = tmp_path / "params.yaml"
+    copy.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(str(copy), ["train.loss=ce"])
+    before = (ROOT / "params.yaml").read_text().splitlines()
+    after = copy.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    assert changed == [
+        (line, line.replace("rank", "ce  ", 1)) for line in before if "loss: rank" in line
+    ]

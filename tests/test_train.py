@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from smec import gradstats, synthetic, train
+from smec import gradstats, heads, losses, synthetic, train
+from smec.checkpoint import Checkpoint
 from smec.params import Train
 
 
@@ -11,7 +12,7 @@ def data():
 
 
 def fit(method, cfg, data, path, **kw):
-    return train.fit(method, cfg, data, train.Checkpoint(path / f"{method}.pt", "test"), **kw)
+    return train.fit(method, cfg, data, Checkpoint(path / f"{method}.pt", "test"), **kw)
 
 
 @pytest.mark.parametrize(
@@ -30,25 +31,106 @@ def test_mrl_low_rows_get_three_times_the_gradient_smrl_equal(data, tmp_path, lo
     assert 0.9 < ratios["smrl"] < 1.1
 
 
-def test_smrl_trains_one_head_per_halving_with_earlier_heads_frozen(data, tmp_path):
-    cfg = Train(method_dims=[192, 96, 48], epochs=2, heldout_eval=True)
-    result = fit("smrl", cfg, data, tmp_path)
-    assert [(h.in_features, h.out_features) for h in result.heads] == [
+def test_smrl_pair_puts_two_losses_on_the_low_rows_again(data, tmp_path):
+    """`pair` adds L(y[:96]) to step 1: its low rows get MRL's imbalance back."""
+    cfg = Train(epochs=1, heldout_eval=False, smrl_step_loss="pair")
+    record = fit("smrl", cfg, data, tmp_path).record
+    ratio = gradstats.per_epoch(record[record["head"] == 1], split=96).low_over_high.iloc[0]
+    assert 2.6 < ratio < 3.6
+
+
+def reference_loss(q, d, batch, levels, weights):
+    """Σ c_m L(y[:, :m]) written as the plain loop over sliced prefixes (no shared matmul)."""
+    return sum(
+        c * losses.rank(q[:, :m], d[:, :m], [m], batch)[0]
+        for m, c in zip(levels, weights, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "settings", "levels", "weights"),
+    [
+        ("mrl", {}, [192, 96], [1.0, 1.0]),
+        ("mrl", {"mrl_weights": [1.0, 3.0]}, [192, 96], [1.0, 3.0]),
+        ("smrl", {}, [192], [1.0]),
+        ("smrl", {"smrl_step_loss": "pair"}, [192, 96], [1.0, 1.0]),
+    ],
+)
+def test_recorded_gradient_is_dL_dW_at_every_step(
+    data, tmp_path, method, settings, levels, weights
+):
+    """Replays training with plain SGD and autograd on the loop-written loss; every recorded
+    step's row sums and sums of squares must be those of that step's gradient alone."""
+    cfg = Train(epochs=2, heldout_eval=False, optimizer="sgd", lr=0.5, **settings)
+    record = fit(method, cfg, data, tmp_path).record
+    record = record[record["head"] == 1]
+    w = heads.make_head(384, 192, False, "random", cfg.seed * 100 + 1).weight.detach().clone()
+    step = 0
+    for epoch in range(cfg.epochs):
+        for idx in train.batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, epoch):
+            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
+            batch = losses.Batch(data.relevance(qi, di), data.q[qi], data.c[di])
+            w.requires_grad_(True)
+            loss = reference_loss(data.q[qi] @ w.T, data.c[di] @ w.T, batch, levels, weights)
+            (g,) = torch.autograd.grad(loss, w)
+            rows = record[record.step == step].sort_values("row")
+            torch.testing.assert_close(torch.tensor(rows["sum"].to_numpy()), g.sum(1).double())
+            torch.testing.assert_close(
+                torch.tensor(rows["sumsq"].to_numpy()), g.square().sum(1).double()
+            )
+            w = (w - cfg.lr * g).detach()
+            step += 1
+    assert step == record.step.nunique()
+
+
+class Stop(Exception):
+    pass
+
+
+def test_smrl_later_steps_leave_earlier_heads_untouched(data, tmp_path):
+    """W1 at the end of step 1 (read from the checkpoint of an interrupted run) is W1 at the
+    end of the whole chain."""
+    cfg = Train(method_dims=[192, 96, 48], epochs=2, heldout_eval=False)
+    whole = fit("smrl", cfg, data, tmp_path / "whole")
+    assert [(h.in_features, h.out_features) for h in whole.heads] == [
         (384, 192),
         (192, 96),
         (96, 48),
     ]
-    assert sorted(result.record["head"].unique()) == [1, 2, 3]
-    hist = result.history.set_index(["head", "epoch"])
-    assert hist.loc[(2, 1), "ndcg10_heldout_d96"] > 0
-    assert all(not p.requires_grad for h in result.heads for p in h.parameters())
+
+    def stop_in_step_2(row):
+        if row["head"] == 2:
+            raise Stop
+
+    ckpt = Checkpoint(tmp_path / "cut.pt", "k")
+    with pytest.raises(Stop):
+        train.fit("smrl", cfg, data, ckpt, on_epoch=stop_in_step_2)
+    after_step_1 = torch.load(ckpt.path, weights_only=False)["current"]["head"]["weight"]
+    assert torch.equal(whole.heads[0].weight, after_step_1)
+    assert all(not p.requires_grad for h in whole.heads for p in h.parameters())
 
 
-def test_mrl_recorded_gradient_is_the_head_gradient_of_the_summed_loss(data, tmp_path):
-    cfg = Train(epochs=1, heldout_eval=False, batch_size=32)
-    result = fit("mrl", cfg, data, tmp_path)
-    assert result.record.step.nunique() == train.steps_per_epoch(len(data.pairs), 32)
-    assert len(result.record) == result.record.step.nunique() * 192
+def test_compressed_embeddings_come_from_each_methods_own_heads():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 384, generator=gen)
+    w = [torch.nn.Linear(384, 192, bias=False), torch.nn.Linear(192, 96, bias=False)]
+    dims = [192, 96]
+    smrl_96 = heads.embed_at("smrl", w, dims, x, 96)
+    torch.testing.assert_close(smrl_96, x @ w[0].weight.T @ w[1].weight.T)  # W2·W1·x
+    torch.testing.assert_close(
+        heads.embed_at("mrl", w[:1], dims, x, 96), (x @ w[0].weight.T)[:, :96]
+    )
+    torch.testing.assert_close(heads.embed_at("smrl", w, dims, x, 192), x @ w[0].weight.T)
+    with pytest.raises(ValueError, match="dim 48 is not one of"):
+        heads.embed_at("smrl", w, dims, x, 48)
+
+
+def test_smrl_held_out_ndcg_is_named_by_width_alone(data, tmp_path):
+    cfg = Train(method_dims=[192, 96], epochs=2, heldout_eval=True)
+    hist = fit("smrl", cfg, data, tmp_path).history.set_index(["head", "epoch"])
+    assert hist.loc[(2, 1), "heldout_d96.ndcg_at_10"] > 0
+    assert hist.loc[(1, 1), "heldout_d192.ndcg_at_10"] > 0
+    assert list(hist["global_epoch"]) == [0, 1, 2, 3]
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(data, tmp_path):
@@ -59,10 +141,6 @@ def test_same_seed_same_numbers_other_seed_other_numbers(data, tmp_path):
         assert torch.equal(ha.weight, hb.weight)
     c = fit("smrl", Train(epochs=2, heldout_eval=False, seed=1), data, tmp_path / "c")
     assert not a.record.equals(c.record)
-
-
-class Stop(Exception):
-    pass
 
 
 @pytest.mark.parametrize(("method", "stop_after"), [("mrl", 1), ("smrl", 3)])
@@ -76,7 +154,7 @@ def test_resume_after_interruption_ends_identical(data, tmp_path, method, stop_a
         if len(seen) == stop_after + 1:  # dies after this epoch's checkpoint is not yet written
             raise Stop
 
-    ckpt = train.Checkpoint(tmp_path / "cut" / "state.pt", "digest")
+    ckpt = Checkpoint(tmp_path / "cut" / "state.pt", "key")
     with pytest.raises(Stop):
         train.fit(method, cfg, data, ckpt, on_epoch=interrupt)
     assert ckpt.path.exists()
@@ -87,12 +165,15 @@ def test_resume_after_interruption_ends_identical(data, tmp_path, method, stop_a
         assert torch.equal(hw.weight, hr.weight)
 
 
-def test_checkpoint_of_other_params_is_ignored(data, tmp_path):
+def test_a_checkpoint_made_under_another_key_is_discarded_with_a_notice(data, tmp_path, capsys):
     cfg = Train(epochs=1, heldout_eval=False)
-    ckpt = train.Checkpoint(tmp_path / "state.pt", "one")
-    ckpt.save({"done": ["junk"], "records": [], "history": [], "current": None})
-    other = train.Checkpoint(tmp_path / "state.pt", "two")
+    Checkpoint(tmp_path / "state.pt", "old").save(
+        {"done": ["junk"], "records": [], "history": [], "current": None}
+    )
+    other = Checkpoint(tmp_path / "state.pt", "new")
     assert other.load() is None
+    assert "discarding checkpoint" in capsys.readouterr().out
+    assert not other.path.exists()
     assert len(train.fit("mrl", cfg, data, other).heads) == 1
 
 

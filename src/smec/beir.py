@@ -14,13 +14,13 @@ import os
 import tempfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from smec import atomic, tracking
+from smec import atomic
+from smec.artifacts import Dataset
 from smec.errors import SmecError
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
@@ -28,27 +28,22 @@ BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{
 KNOWN_COUNTS = {"scifact": (5183, 1109, {"train": 919, "test": 339})}
 
 
-@dataclass(frozen=True)
-class Dataset:
-    corpus: pd.DataFrame  # corpus_id, title, text
-    queries: pd.DataFrame  # query_id, text
-    qrels: pd.DataFrame  # query_id, corpus_id, score, split
-
-
 def resolve_path(name: str, path: str | None, root: Path, download_dir: Path) -> Path:
-    """Where the data set lives: `data.path`, else $BEIR_DATA_DIR/<name>, else
-    <root>/../shared/data/<name>, else a download of the public BEIR zip into `download_dir`."""
-    candidates = []
+    """Where the data set lives: `data.path` if set (it must exist), else $BEIR_DATA_DIR/<name>,
+    else <root>/../shared/data/<name>, else a download of the public BEIR zip into
+    `download_dir`. Relative paths are taken from `root`, the repository DVC runs."""
     if path:
-        candidates.append(root / Path(path).expanduser())
+        folder = root / Path(path).expanduser()
+        if not (folder / "corpus.jsonl").is_file():
+            raise SmecError(f"data.path={path!r}: no corpus.jsonl in {folder}")
+        return folder.resolve()
+    candidates = []
     if os.environ.get("BEIR_DATA_DIR"):
         candidates.append(Path(os.environ["BEIR_DATA_DIR"]).expanduser() / name)
     candidates += [root.parent / "shared" / "data" / name, download_dir / name]
     for folder in candidates:
         if (folder / "corpus.jsonl").is_file():
             return folder.resolve()
-    if path:
-        raise SmecError(f"data.path={path!r}: no corpus.jsonl in {candidates[0]}")
     return download(name, download_dir)
 
 
@@ -230,44 +225,20 @@ def subset_corpus(ds: Dataset, limit: int | None, seed: int) -> Dataset:
     return Dataset(ds.corpus[keep].reset_index(drop=True), ds.queries, ds.qrels)
 
 
-def prepare(folder: Path, data, seed: int) -> Dataset:
-    """Read, validate, split and subset: everything the prepare stage does but writing."""
+def prepare(folder: Path, data) -> Dataset:
+    """Read, validate, split and subset by the `data` params: everything the prepare stage does
+    but writing. Every draw comes from `data.split_seed`."""
     ds = read(folder, (data.train_split, data.test_split))
     ds = split(
-        ds, data.train_split, data.test_split, data.test_fraction, data.heldout_fraction, seed
+        ds,
+        data.train_split,
+        data.test_split,
+        data.test_fraction,
+        data.heldout_fraction,
+        data.split_seed,
     )
-    ds = subset_corpus(ds, data.corpus_limit, seed)
+    ds = subset_corpus(ds, data.corpus_limit, data.split_seed)
     used = set(ds.qrels.query_id)
     return Dataset(
         ds.corpus, ds.queries[ds.queries.query_id.isin(used)].reset_index(drop=True), ds.qrels
     )
-
-
-def save(ds: Dataset, out: Path) -> None:
-    """Write the prepared tables as parquet into folder `out` (atomically, as a whole)."""
-    with atomic.directory(out) as tmp:
-        ds.corpus.to_parquet(tmp / "corpus.parquet", index=False)
-        ds.queries.to_parquet(tmp / "queries.parquet", index=False)
-        ds.qrels.to_parquet(tmp / "qrels.parquet", index=False)
-
-
-def load(folder: Path) -> Dataset:
-    folder = Path(folder)
-    return Dataset(
-        *(pd.read_parquet(folder / f"{n}.parquet") for n in ("corpus", "queries", "qrels"))
-    )
-
-
-def run(p, root: Path) -> Dataset:
-    """The prepare stage: find, validate, split and subset the data set; write parquet tables."""
-    # relative paths and ../shared are anchored at the repository DVC runs from, which is not
-    # the temporary copy that `dvc exp run --temp` executes in
-    folder = resolve_path(p.data.name, p.data.path, tracking.root(), root / "data/raw")
-    ds = prepare(folder, p.data, p.train.seed)
-    save(ds, root / "data/prepared")
-    counts = ds.qrels.groupby("split").query_id.nunique().to_dict()
-    print(
-        f"prepared {folder}: {len(ds.corpus)} documents, {len(ds.queries)} queries "
-        f"(queries per split: {counts})"
-    )
-    return ds

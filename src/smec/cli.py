@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from smec.errors import SmecError
 
 
-def parser(doc: str | None, root: Path) -> argparse.ArgumentParser:
-    """A parser whose `--help` is the script's docstring, with `--params` (default: the
-    checkout's params.yaml)."""
+def parser(
+    doc: str | None, root: Path, inputs: Iterable[str] = (), outputs: Iterable[str] = ()
+) -> argparse.ArgumentParser:
+    """A parser whose `--help` is the script's docstring, with one required path option per
+    input and output (`dvc.yaml` passes them: it is the one place paths are written) and
+    `--params` (default: the checkout's params.yaml)."""
     ap = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    for kind, names in (("input", inputs), ("output", outputs)):
+        for name in names:
+            ap.add_argument(f"--{name}", type=Path, required=True, metavar="PATH", help=kind)
     ap.add_argument(
         "--params",
         type=Path,
@@ -25,10 +32,16 @@ def parser(doc: str | None, root: Path) -> argparse.ArgumentParser:
     return ap
 
 
-def main(fn: Callable[[], None]) -> None:
+def main(fn: Callable[[], object]) -> None:
     """Run a stage's entry point; print a SmecError as one line and exit 1."""
     try:
         fn()
     except SmecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = (
+            " (DVC removed this stage's old outputs before running it; "
+            "`dvc checkout` restores the last good ones)"
+            if os.environ.get("DVC_STAGE")
+            else ""
+        )
+        print(f"error: {exc}{hint}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -1,20 +1,18 @@
-"""The frozen encoder and the embedding cache.
+"""The frozen encoder.
 
-The encoder runs once per data set; its output (float32 `.npy`, L2-normalised, plus `meta.json`)
-is a DVC output, so changing a training param never re-embeds.
+The encoder runs once per data set; its output (float32, L2-normalised) is a DVC output, so
+changing a training param never re-embeds.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from smec import atomic
 from smec.errors import SmecError
 
 
@@ -81,44 +79,3 @@ def embed(
         stats[f"{name}_seconds"] = round(seconds, 3)
         stats[f"{name}_texts_per_s"] = round(len(texts) / seconds, 2)
     return arrays, stats
-
-
-def save(out: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    with atomic.directory(out) as tmp:
-        for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", array)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
-def load(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
-    return np.load(folder / "corpus.npy"), np.load(folder / "queries.npy"), meta
-
-
-def run(p, root: Path) -> dict:
-    """The embed stage: embed the prepared corpus and queries once, log throughput to MLflow."""
-    import mlflow
-
-    from smec import beir, params, tracking
-    from smec.device import resolve
-
-    ds = beir.load(root / "data/prepared")
-    device = resolve(p.encoder.device)
-    model = load_model(p.encoder.model, p.encoder.max_seq_length, device)
-    arrays, stats = embed(model, ds.corpus, ds.queries, p.encoder.batch_size, p.encoder.dtype)
-    meta = {
-        "model": p.encoder.model,
-        "dim": int(arrays["corpus"].shape[1]),
-        "corpus_count": len(ds.corpus),
-        "queries_count": len(ds.queries),
-        "normalized": True,
-        "max_seq_length": p.encoder.max_seq_length,
-        "dtype": "float32",
-    }
-    save(root / "data/embeddings", arrays, meta)
-    digest = params.digest({"data": p.data.model_dump(), "encoder": p.encoder.model_dump()})
-    with tracking.start_run(p.tracking.experiment, "embed", digest):
-        mlflow.log_params({**params.flat(p, ("data", "encoder")), "device": str(device)})
-        mlflow.log_metrics({k: float(v) for k, v in stats.items()} | {"dim": meta["dim"]})
-    return stats

@@ -99,7 +99,7 @@ def retrieval(table: pd.DataFrame, caption: str):
         rows = rows.sort_values("dim")
         ax.plot(
             rows["dim"],
-            rows["ndcg@10"],
+            rows["ndcg_at_10"],
             marker="o",
             label=method.upper() if method in ("mrl", "smrl") else method,
             color=METHOD_COLOURS.get(method),
@@ -116,11 +116,18 @@ def retrieval(table: pd.DataFrame, caption: str):
     return fig
 
 
+def _heldout_dim(column: str) -> int:
+    """96 from `heldout_d96.ndcg_at_10`."""
+    return int(column.split(".")[0].removeprefix("heldout_d"))
+
+
 def convergence(history: pd.DataFrame, caption: str):
     """The paper's three panels over epochs: loss, gradient variance, held-out nDCG@10."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    ndcg_cols = [c for c in history.columns if c.startswith("ndcg10_heldout_d")]
-    min_dim = min((int(c.removeprefix("ndcg10_heldout_d")) for c in ndcg_cols), default=0)
+    ndcg_cols = sorted(
+        (c for c in history.columns if c.startswith("heldout_d")), key=_heldout_dim, reverse=True
+    )
+    min_dim = min((_heldout_dim(c) for c in ndcg_cols), default=0)
     for (method, head), rows in history.groupby(["method", "head"], sort=False):
         style = {"color": METHOD_COLOURS[method], "linestyle": "-" if head == 1 else "--"}
         name = method.upper() + ("" if method == "mrl" else f" step {head}")
@@ -128,12 +135,12 @@ def convergence(history: pd.DataFrame, caption: str):
         axes[1].plot(rows["epoch"], rows["grad_var"], label=name, **style)
         for col in ndcg_cols:
             if rows[col].notna().any():
-                dim = col.removeprefix("ndcg10_heldout_d")
+                dim = _heldout_dim(col)
                 axes[2].plot(
                     rows["epoch"],
                     rows[col],
                     label=f"{name}, d={dim}",
-                    marker="o" if dim == str(min_dim) else None,
+                    marker="o" if dim == min_dim else None,
                     markersize=3,
                     **style,
                 )
@@ -171,68 +178,3 @@ def caption(p, commit: str) -> str:
         f"seed {p.train.seed} · {p.train.optimizer} lr {p.train.lr:g} · variance: "
         f"{p.gradstats.variance} · commit {short_commit(commit)}"
     )
-
-
-def run(p, root: Path) -> dict:
-    """The render stage: all figures, logged to an MLflow run of their own that is tagged with
-    the training runs whose numbers they show (and each training run tagged back)."""
-    import json
-
-    import mlflow
-
-    from smec import params, tracking
-
-    runs = {}
-    for m in ("mrl", "smrl"):
-        info = tracking.read_run_json(root / "runs" / m / "run.json")
-        tracking.check_run_exists(info["run_id"], root / "runs" / m / "run.json")
-        runs[m] = info["run_id"]
-    commit = tracking.commit()
-    cap = caption(p, commit)
-    meta = {
-        "Title": "MRL vs SMRL gradient statistics",
-        "smec.commit": commit,
-        "smec.train_runs": json.dumps(runs, sort_keys=True),
-        "smec.tracking_uri": tracking.tracking_uri(),
-    }
-    grad_table = pd.read_csv(root / "reports/gradstats.csv")
-    history = pd.concat([pd.read_csv(root / "runs" / m / "history.csv") for m in runs])
-    out = root / "figures"
-    paths = save(
-        gradient_stats(grad_table, p.render.epochs, p.train.method_dims, cap),
-        out / "gradient_stats",
-        meta,
-    )
-    paths += save(convergence(history, cap), out / "convergence", meta)
-    paths += save(
-        retrieval(pd.read_csv(root / "reports/retrieval.csv"), cap), out / "retrieval", meta
-    )
-    digest = params.digest(
-        {s: getattr(p, s).model_dump() for s in ("train", "gradstats", "render")}
-    )
-    with tracking.start_run(
-        p.tracking.experiment, "render", digest, tags={f"train_run.{m}": r for m, r in runs.items()}
-    ) as report:
-        mlflow.log_params(params.flat(p, ("render", "gradstats")))
-        claims = json.loads((root / "reports/claims.json").read_text())
-        mlflow.log_metrics(
-            {
-                k: float(v)
-                for k, v in json.loads((root / "metrics/gradstats.json").read_text()).items()
-            }
-        )
-        for path in [*paths, root / "reports/gradstats.csv", root / "reports/claims.json"]:
-            mlflow.log_artifact(str(path))
-    client = mlflow.MlflowClient(tracking.tracking_uri())
-    for run_id in runs.values():
-        client.set_tag(run_id, "report_run", report.info.run_id)
-    atomic.write_json(
-        root / "figures/run.json",
-        {**tracking.run_info(report), "train_runs": runs, "commit": commit},
-    )
-    return {
-        "report_run": report.info.run_id,
-        "train_runs": runs,
-        "claims": claims,
-        "figures": [str(p) for p in paths],
-    }

@@ -2,7 +2,8 @@
 
 At every optimiser step, before the update, the recorder keeps per output row k of
 G = ∂L/∂W (shape rows × cols) the sum Σ_c G[k, c] and the sum of squares Σ_c G[k, c]².
-Everything the seed figure shows derives from these two vectors exactly:
+Everything the seed figure shows derives from these two vectors exactly (the claims it makes
+are checked in :mod:`smec.claims`):
 
 - row norm g_k = sqrt(Σ_c G[k, c]²);
 - average gradient of rows [a, b) in epoch e = mean of g_k over k in [a, b) and the steps of e;
@@ -12,13 +13,9 @@ Everything the seed figure shows derives from these two vectors exactly:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
-
-from smec import atomic
 
 RECORD_COLUMNS = ["method", "head", "epoch", "step", "row", "cols", "sum", "sumsq"]
 
@@ -26,8 +23,7 @@ RECORD_COLUMNS = ["method", "head", "epoch", "step", "row", "cols", "sum", "sums
 class Recorder:
     """Collects per-row gradient sums on the training device; copies to the host once per epoch."""
 
-    def __init__(self, method: str, head: int):
-        self.method, self.head = method, head
+    def __init__(self):
         self._sums: list[torch.Tensor] = []
         self._sumsq: list[torch.Tensor] = []
         self.epochs: list[tuple[int, np.ndarray, np.ndarray]] = []  # (epoch, sums, sumsq)
@@ -48,7 +44,7 @@ class Recorder:
         self.epochs.append((epoch, sums, sumsq))
         return sums, sumsq
 
-    def table(self) -> pd.DataFrame:
+    def table(self, method: str, head: int) -> pd.DataFrame:
         """The whole record, one row per step and weight row (the `gradients.parquet` layout)."""
         frames, step = [], 0
         for epoch, sums, sumsq in self.epochs:
@@ -56,8 +52,8 @@ class Recorder:
             frames.append(
                 pd.DataFrame(
                     {
-                        "method": self.method,
-                        "head": self.head,
+                        "method": method,
+                        "head": head,
                         "epoch": epoch,
                         "step": np.repeat(np.arange(step, step + n_steps), rows),
                         "row": np.tile(np.arange(rows), n_steps),
@@ -137,130 +133,8 @@ def figure_table(record: pd.DataFrame, dims: list[int], variance: str) -> pd.Dat
 SERIES = ("avg_grad_low", "avg_grad_high", "grad_var")
 
 
-def claims(
-    table: pd.DataFrame,
-    epochs: list[int],
-    mrl_min_ratio: float = 2.0,
-    smrl_max_ratio: float = 1.25,
-    min_fall: float = 10.0,
-) -> dict:
-    """Evaluate the seed figure's three claims on a figure table (see method.md)."""
-    t = table.set_index(["method", "epoch"])
-    first, last = epochs[0], epochs[-1]
-    mrl0, smrl0 = t.loc[("mrl", first)], t.loc[("smrl", first)]
-    c1 = {
-        "mrl_low_over_high": float(mrl0.low_over_high),
-        "smrl_low_over_high": float(smrl0.low_over_high),
-        "threshold": f"mrl >= {mrl_min_ratio} and 1/{smrl_max_ratio} <= smrl <= {smrl_max_ratio}",
-    }
-    c1["passed"] = bool(
-        c1["mrl_low_over_high"] >= mrl_min_ratio
-        and 1 / smrl_max_ratio <= c1["smrl_low_over_high"] <= smrl_max_ratio
-    )
-    ratios = {
-        int(e): float(t.loc[("mrl", e), "grad_var"] / t.loc[("smrl", e), "grad_var"])
-        for e in epochs
-    }
-    c2 = {"mrl_over_smrl_var": ratios, "passed": all(r > 1 for r in ratios.values())}
-    falls = {
-        f"{m}.{s}": float(t.loc[(m, first), s] / t.loc[(m, last), s])
-        for m in ("mrl", "smrl")
-        for s in SERIES
-    }
-    c3 = {
-        "fall_first_over_last": falls,
-        "min_fall": min_fall,
-        "passed": all(f >= min_fall for f in falls.values()),
-    }
-    return {
-        "epochs": [int(e) for e in epochs],
-        "claim1_low_rows_gradient": {
-            "text": "epoch 0: MRL low/high gradient well above 1, SMRL's near 1",
-            **c1,
-        },
-        "claim2_variance": {
-            "text": "MRL gradient variance above SMRL's at every plotted epoch",
-            **c2,
-        },
-        "claim3_fall": {
-            "text": f"all six quantities fall >= {min_fall:g}x from epoch {first} to {last}",
-            **c3,
-        },
-    }
-
-
-def metrics(claim_report: dict) -> dict:
-    """Flat DVC metrics from the claims report."""
-    c1, c2, c3 = (
-        claim_report[k] for k in ("claim1_low_rows_gradient", "claim2_variance", "claim3_fall")
-    )
-    out = {
-        "epoch0_mrl_low_over_high": c1["mrl_low_over_high"],
-        "epoch0_smrl_low_over_high": c1["smrl_low_over_high"],
-        **{f"var_ratio_epoch{e}": r for e, r in c2["mrl_over_smrl_var"].items()},
-        "min_fall": min(c3["fall_first_over_last"].values()),
-    }
-    for i, c in enumerate((c1, c2, c3), 1):
-        out[f"claim{i}_passed"] = c["passed"]
-    return out
-
-
-def claims_table(claim_report: dict) -> str:
-    """A short plain-text table of the claims, for the stage's output."""
-    c1, c2, c3 = (
-        claim_report[k] for k in ("claim1_low_rows_gradient", "claim2_variance", "claim3_fall")
-    )
-    rows = [
-        (
-            "1",
-            f"MRL low/high {c1['mrl_low_over_high']:.2f}, SMRL {c1['smrl_low_over_high']:.2f}",
-            c1["passed"],
-        ),
-        (
-            "2",
-            "MRL/SMRL var "
-            + ", ".join(f"e{e}:{r:.2f}" for e, r in c2["mrl_over_smrl_var"].items()),
-            c2["passed"],
-        ),
-        (
-            "3",
-            f"smallest fall {min(c3['fall_first_over_last'].values()):.1f}x "
-            f"(needs {c3['min_fall']:g}x)",
-            c3["passed"],
-        ),
-    ]
-    return "\n".join(f"claim {n}: {'PASS' if ok else 'FAIL'}  {text}" for n, text, ok in rows)
-
-
 def wide(table: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch curves with one column per method and series, for `dvc plots`."""
     w = table.pivot(index="epoch", columns="method", values=list(SERIES))
     w.columns = [f"{m}_{s}" for s, m in w.columns]
     return w.reset_index()
-
-
-def run(p, root: Path) -> dict:
-    """The gradstats stage: per-epoch table, claims and metrics from both gradient records."""
-    record = pd.concat(
-        [pd.read_parquet(root / "runs" / m / "gradients.parquet") for m in ("mrl", "smrl")],
-        ignore_index=True,
-    )
-    table = figure_table(record, p.train.method_dims, p.gradstats.variance)
-    report = claims(
-        table,
-        p.render.epochs,
-        p.gradstats.claim1_mrl_min_ratio,
-        p.gradstats.claim1_smrl_max_ratio,
-        p.gradstats.claim3_min_fall,
-    )
-    report["variance_definition"] = p.gradstats.variance
-    atomic.write(
-        root / "reports/gradstats.csv", lambda f: table.to_csv(f, index=False, float_format="%.6g")
-    )
-    atomic.write(
-        root / "reports/gradstats_curves.csv",
-        lambda f: wide(table).to_csv(f, index=False, float_format="%.6g"),
-    )
-    atomic.write_json(root / "reports/claims.json", report)
-    atomic.write_json(root / "metrics/gradstats.json", metrics(report))
-    return report

@@ -39,29 +39,6 @@ def apply_chain(heads: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def save(path, method: str, in_dim: int, dims: list[int], heads: list[nn.Linear]) -> None:
-    torch.save(
-        {
-            "method": method,
-            "in_dim": in_dim,
-            "dims": dims,
-            "heads": [h.state_dict() for h in heads],
-            "shapes": [(h.in_features, h.out_features, h.bias is not None) for h in heads],
-        },
-        path,
-    )
-
-
-def load(path) -> tuple[dict, list[nn.Linear]]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    heads = []
-    for (i, o, bias), sd in zip(state["shapes"], state["heads"], strict=True):
-        head = nn.Linear(i, o, bias=bias)
-        head.load_state_dict(sd)
-        heads.append(head.eval())
-    return state, heads
-
-
 @torch.no_grad()
 def embed_at(
     method: str, heads: list[nn.Linear], dims: list[int], x: torch.Tensor, dim: int

@@ -34,6 +34,7 @@ class Data(_Section):
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     heldout_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
     corpus_limit: PosInt | None = None
+    split_seed: NonNegInt = 0
 
 
 class Encoder(_Section):
@@ -172,10 +173,21 @@ def digest(section: BaseModel | dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def flat(params: Params, sections: tuple[str, ...]) -> dict[str, str]:
-    """Params of some sections as flat `section.key -> value` strings, for MLflow."""
+SECTIONS = tuple(Params.model_fields)
+
+
+def flat(params: Params, sections: tuple[str, ...] = SECTIONS) -> dict[str, str]:
+    """Params as flat `section.key -> value` strings (all sections by default), for MLflow."""
     out = {}
     for name in sections:
         for key, value in getattr(params, name).model_dump().items():
             out[f"{name}.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
     return out
+
+
+def changed(params: Params) -> str:
+    """The params that differ from the defaults, as `key=value, ...` (or `defaults`): what tells
+    one run of the pipeline from another in a run name."""
+    base = flat(Params())
+    diff = [f"{k}={v}" for k, v in flat(params).items() if base[k] != v]
+    return ", ".join(diff) or "defaults"

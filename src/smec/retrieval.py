@@ -8,7 +8,7 @@ trec_eval's own tie rule.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterable
 
 import ir_measures
 import numpy as np
@@ -16,10 +16,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+# MTEB's names for the measures, used everywhere: CSV columns, DVC metrics, MLflow.
 MEASURES = {
-    "ndcg@10": ir_measures.nDCG @ 10,
-    "recall@100": ir_measures.R @ 100,
-    "mrr@10": ir_measures.RR @ 10,
+    "ndcg_at_10": ir_measures.nDCG @ 10,
+    "recall_at_100": ir_measures.R @ 100,
+    "mrr_at_10": ir_measures.RR @ 10,
 }
 
 
@@ -119,83 +120,45 @@ class PCA:
         return ((x.double() - self.mean) @ self.components[:dim].T).float()
 
 
-def table(p, root: Path) -> pd.DataFrame:
-    """nDCG@10, Recall@100, MRR@10 on the test queries for every method and dimension."""
-    from smec import beir, encode, heads
-    from smec.device import resolve
-
-    device = resolve(p.evaluate.device)
-    ds = beir.load(root / "data/prepared")
-    c, q, meta = encode.load(root / "data/embeddings")
+def test_queries(ds, queries_emb: torch.Tensor) -> tuple[list[str], torch.Tensor, dict]:
+    """The test split: its query ids (sorted), their embeddings, and their qrels."""
     test = ds.qrels[ds.qrels.split == "test"]
     qids = sorted(set(test.query_id))
     row_of = {qid: i for i, qid in enumerate(ds.queries.query_id)}
-    q = torch.from_numpy(q[[row_of[i] for i in qids]]).to(device)
-    c = torch.from_numpy(c).to(device)
-    qrels, cids = qrels_dict(test), list(ds.corpus.corpus_id)
-    dims, full = p.train.method_dims, int(meta["dim"])
-    pca = PCA(c)
-    variants = []
-    for method in ("mrl", "smrl"):
-        _, hs = heads.load(root / "models" / method / "heads.pt")
-        hs = [h.to(device) for h in hs]
-        variants += [
-            (
-                method,
-                d,
-                heads.embed_at(method, hs, dims, q, d),
-                heads.embed_at(method, hs, dims, c, d),
-            )
-            for d in dims
-        ]
-    for d in [full, *dims]:
-        variants.append(("truncate", d, truncate(q, d), truncate(c, d)))
-        variants.append(("pca", d, pca.transform(q, d), pca.transform(c, d)))
+    return qids, queries_emb[[row_of[i] for i in qids]], qrels_dict(test)
+
+
+def table(
+    variants: Iterable[tuple[str, int, torch.Tensor, torch.Tensor]],
+    query_ids: list[str],
+    corpus_ids: list[str],
+    qrels: dict,
+    chunk_size: int = 8192,
+) -> pd.DataFrame:
+    """The measures of every (method, dim, queries, corpus) variant, sorted by method and dim."""
     rows = [
-        {"method": m, "dim": d, **score(zq, zc, qids, cids, qrels, p.evaluate.chunk_size)}
+        {"method": m, "dim": d, **score(zq, zc, query_ids, corpus_ids, qrels, chunk_size)}
         for m, d, zq, zc in variants
     ]
     return pd.DataFrame(rows).sort_values(["method", "dim"], kind="stable").reset_index(drop=True)
 
 
+def baselines(q: torch.Tensor, c: torch.Tensor, dims: list[int]):
+    """The untrained variants: `truncate` and `pca` (fitted on the corpus) at every width."""
+    pca = PCA(c)
+    for d in dims:
+        yield "truncate", d, truncate(q, d), truncate(c, d)
+        yield "pca", d, pca.transform(q, d), pca.transform(c, d)
+
+
 def metrics(t: pd.DataFrame) -> dict:
-    """Nested DVC metrics: `<method>_d<dim>: {measure: value}`."""
+    """Nested DVC metrics: `<method>_d<dim>: {measure: value}` (MLflow gets the same names,
+    flattened with a dot: `mrl_d96.ndcg_at_10`)."""
     return {
         f"{r['method']}_d{r['dim']}": {m: round(float(r[m]), 6) for m in MEASURES}
         for _, r in t.iterrows()
     }
 
 
-def run(p, root: Path) -> pd.DataFrame:
-    """The evaluate stage: the retrieval table and metrics, logged to MLflow."""
-    import mlflow
-
-    from smec import atomic, params, tracking
-
-    t = table(p, root)
-    atomic.write(
-        root / "reports/retrieval.csv", lambda f: t.to_csv(f, index=False, float_format="%.6f")
-    )
-    atomic.write_json(root / "metrics/retrieval.json", metrics(t))
-    train_runs = {
-        m: tracking.read_run_json(root / "runs" / m / "run.json")["run_id"] for m in ("mrl", "smrl")
-    }
-    digest = params.digest(
-        {s: getattr(p, s).model_dump() for s in ("data", "encoder", "train", "evaluate")}
-    )
-    with tracking.start_run(
-        p.tracking.experiment,
-        "evaluate",
-        digest,
-        tags={f"train_run.{m}": r for m, r in train_runs.items()},
-    ):
-        mlflow.log_params(params.flat(p, ("evaluate",)))
-        mlflow.log_metrics(
-            {
-                f"{r.method}_d{r.dim}_{m.replace('@', '_at_')}": float(r[m])
-                for _, r in t.iterrows()
-                for m in MEASURES
-            }
-        )
-        mlflow.log_artifact(str(root / "reports/retrieval.csv"))
-    return t
+def flat_metrics(nested: dict) -> dict[str, float]:
+    return {f"{k}.{m}": float(v) for k, ms in nested.items() for m, v in ms.items()}

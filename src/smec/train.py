@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,12 +21,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from smec import atomic, beir, encode, gradstats, heads, params, retrieval, tracking
-from smec.device import resolve
+from smec import gradstats, heads, retrieval
+from smec.artifacts import Dataset
+from smec.checkpoint import Checkpoint
 from smec.errors import SmecError
 from smec.losses import LOSSES, Batch
 from smec.nesting import NestedLoss
-from smec.params import Params, Train
+from smec.params import Train
 
 
 @dataclass
@@ -49,20 +49,21 @@ class TrainData:
         return torch.where(self.keys[pos] == key, self.key_scores[pos], 0.0)
 
 
-def load_data(prepared: Path, embeddings: Path, device: torch.device) -> TrainData:
-    ds = beir.load(prepared)
-    c, q, _ = encode.load(embeddings)
+def train_data(
+    ds: Dataset, corpus_emb: np.ndarray, queries_emb: np.ndarray, device: torch.device
+) -> TrainData:
+    """The training pairs and held-out queries of a prepared data set, on `device`."""
     q_row = {qid: i for i, qid in enumerate(ds.queries.query_id)}
     c_row = {cid: i for i, cid in enumerate(ds.corpus.corpus_id)}
     train = ds.qrels[ds.qrels.split == "train"]
     pairs = torch.tensor(np.stack([train.query_id.map(q_row), train.corpus_id.map(c_row)], 1))
-    keys = pairs[:, 0] * len(c) + pairs[:, 1]
+    keys = pairs[:, 0] * len(corpus_emb) + pairs[:, 1]
     order = torch.argsort(keys)
     held = ds.qrels[ds.qrels.split == "heldout"]
     held_ids = sorted(set(held.query_id))
     return TrainData(
-        q=torch.from_numpy(q).to(device),
-        c=torch.from_numpy(c).to(device),
+        q=torch.from_numpy(np.asarray(queries_emb)).to(device),
+        c=torch.from_numpy(np.asarray(corpus_emb)).to(device),
         pairs=pairs.to(device),
         keys=keys[order].to(device),
         key_scores=torch.tensor(train.score.to_numpy(), dtype=torch.float32)[order].to(device),
@@ -80,19 +81,22 @@ class HeadSpec:
     index: int  # 1-based: MRL has head 1; SMRL step t trains head t
     in_dim: int
     out_dim: int
-    levels: list[int]
-    weights: list[float]
+    levels: list[int]  # the widths its loss sees (prefixes of its output)
+    weights: list[float]  # the loss weight of each level
     epochs: int
+    eval_dims: list[int]  # the method's embeddings this head produces (held-out nDCG@10)
 
 
 def plan(method: str, cfg: Train, in_dim: int) -> list[HeadSpec]:
+    """MRL: one head, all nested widths. SMRL: one head per halving, its own width alone
+    (`single`) or with its half (`pair`)."""
     dims = cfg.method_dims
     if method == "mrl":
-        return [HeadSpec(1, in_dim, dims[0], dims, cfg.level_weights, cfg.epochs)]
+        return [HeadSpec(1, in_dim, dims[0], dims, cfg.level_weights, cfg.epochs, dims)]
     specs = []
     for t, (i, o) in enumerate(heads.chain_dims(in_dim, dims), 1):
         levels = [o] if cfg.smrl_step_loss == "single" else [o, o // 2]
-        specs.append(HeadSpec(t, i, o, levels, [1.0] * len(levels), cfg.step_epochs))
+        specs.append(HeadSpec(t, i, o, levels, [1.0] * len(levels), cfg.step_epochs, [o]))
     return specs
 
 
@@ -121,71 +125,87 @@ def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
     return full + (rest >= 2)
 
 
-def train_epoch(
-    head: nn.Linear,
-    xq: torch.Tensor,
-    xc: torch.Tensor,
-    data: TrainData,
-    loss_fn: NestedLoss,
-    opt,
-    sched,
-    recorder: gradstats.Recorder | None,
-    batch_idx: list[torch.Tensor],
-    temperature: float,
-) -> float:
-    """One pass over the training pairs; returns the mean loss."""
-    total = 0.0
-    for idx in batch_idx:
-        idx = idx.to(data.pairs.device)
-        qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
-        batch = Batch(data.relevance(qi, di), data.q[qi], data.c[di], temperature)
-        loss = loss_fn(head(xq[qi]), head(xc[di]), batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if recorder is not None:
-            recorder.record(head.weight.grad)
-        opt.step()
-        sched.step()
-        total += loss.detach()
-    return float(total) / max(len(batch_idx), 1)
+@dataclass
+class HeadTrainer:
+    """Everything one head's epochs need: the head, its (frozen) inputs, loss and optimiser."""
 
+    head: nn.Linear
+    xq: torch.Tensor  # queries through the frozen heads before this one
+    xc: torch.Tensor  # documents likewise
+    data: TrainData
+    loss_fn: NestedLoss
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    recorder: gradstats.Recorder | None
+    temperature: float
 
-@torch.no_grad()
-def heldout_ndcg(
-    head: nn.Linear, xq: torch.Tensor, xc: torch.Tensor, data: TrainData, dims: list[int]
-) -> dict[str, float]:
-    if len(data.heldout) == 0:
-        return {}
-    zq, zc = head(xq[data.heldout]), head(xc)
-    return {
-        f"ndcg10_heldout_d{d}": retrieval.score(
-            zq[:, :d], zc[:, :d], data.heldout_ids, data.corpus_ids, data.heldout_qrels
-        )["ndcg@10"]
-        for d in dims
-    }
+    @classmethod
+    def build(
+        cls, head: nn.Linear, frozen: list[nn.Linear], data: TrainData, cfg: Train, spec: HeadSpec
+    ) -> HeadTrainer:
+        n_steps = steps_per_epoch(len(data.pairs), cfg.batch_size)
+        opt, sched = optimizer(head, cfg, spec.epochs * n_steps)
+        loss_fn = NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights).to(data.q.device)
+        return cls(
+            head,
+            heads.apply_chain(frozen, data.q),
+            heads.apply_chain(frozen, data.c),
+            data,
+            loss_fn,
+            opt,
+            sched,
+            gradstats.Recorder(),
+            cfg.temperature,
+        )
 
+    def epoch(self, batch_idx: list[torch.Tensor]) -> float:
+        """One pass over the training pairs; returns the mean loss."""
+        total = 0.0
+        data = self.data
+        for idx in batch_idx:
+            idx = idx.to(data.pairs.device)
+            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
+            batch = Batch(data.relevance(qi, di), data.q[qi], data.c[di], self.temperature)
+            loss = self.loss_fn(self.head(self.xq[qi]), self.head(self.xc[di]), batch)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.recorder is not None:
+                self.recorder.record(self.head.weight.grad)
+            self.opt.step()
+            self.sched.step()
+            total += loss.detach()
+        return float(total) / max(len(batch_idx), 1)
 
-class Checkpoint:
-    """Training state after each epoch, written atomically; removed when training completes."""
+    @torch.no_grad()
+    def heldout_ndcg(self, dims: list[int]) -> dict[str, float]:
+        """nDCG@10 of the held-out training queries at each width in `dims`."""
+        data = self.data
+        if len(data.heldout) == 0:
+            return {}
+        zq, zc = self.head(self.xq[data.heldout]), self.head(self.xc)
+        return {
+            f"heldout_d{d}.ndcg_at_10": retrieval.score(
+                zq[:, :d], zc[:, :d], data.heldout_ids, data.corpus_ids, data.heldout_qrels
+            )["ndcg_at_10"]
+            for d in dims
+        }
 
-    def __init__(self, path: Path, digest: str):
-        self.path, self.digest = Path(path), digest
+    def state(self, epoch: int) -> dict:
+        return {
+            "head": self.head.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "epoch": epoch,
+            "recorder": self.recorder.state(),
+        }
 
-    def load(self) -> dict | None:
-        if not self.path.exists():
-            return None
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
-        if state.get("digest") != self.digest:
-            print(f"ignoring checkpoint {self.path}: it was made with other params")
-            return None
-        return state
-
-    def save(self, state: dict) -> None:
-        with atomic.target(self.path) as tmp:
-            torch.save({**state, "digest": self.digest}, tmp)
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+    def load_state(self, state: dict) -> int:
+        """Restore a mid-head state; returns the first epoch still to train."""
+        self.head.load_state_dict(state["head"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.recorder.load_state(state["recorder"])
+        return state["epoch"] + 1
 
 
 @dataclass
@@ -201,6 +221,62 @@ def seed_everything(seed: int, device: torch.device) -> None:
     torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
 
 
+def _fit_head(
+    method: str,
+    spec: HeadSpec,
+    trainer: HeadTrainer,
+    cfg: Train,
+    state: dict,
+    checkpoint: Checkpoint,
+    on_epoch: Callable[[dict], None],
+) -> None:
+    """Train one head epoch by epoch, checkpointing after each; its record joins `state`."""
+    start = trainer.load_state(state["current"]) if state["current"] is not None else 0
+    offset = (spec.index - 1) * cfg.step_epochs if method != "mrl" else 0
+    bar = tqdm(
+        range(start, spec.epochs),
+        desc=f"{method} head {spec.index}",
+        unit="epoch",
+        initial=start,
+        total=spec.epochs,
+        leave=False,
+    )
+    for epoch in bar:
+        t0 = time.perf_counter()
+        lr = trainer.sched.get_last_lr()[0]
+        loss = trainer.epoch(
+            batches(len(trainer.data.pairs), cfg.batch_size, cfg.seed, spec.index, epoch)
+        )
+        if math.isnan(loss):
+            raise SmecError(
+                f"{method} head {spec.index}: loss is NaN at epoch {epoch}; "
+                f"lower train.lr (now {cfg.lr:g})"
+            )
+        stats = gradstats.epoch_stats(
+            *trainer.recorder.end_epoch(epoch), trainer.recorder.cols, split=spec.out_dim // 2
+        )
+        row = {
+            "method": method,
+            "head": spec.index,
+            "epoch": epoch,
+            "global_epoch": offset + epoch,
+            "loss": loss,
+            "lr": lr,
+            "seconds": time.perf_counter() - t0,
+            **{k: v for k, v in stats.items() if k != "steps"},
+        }
+        if cfg.heldout_eval:
+            row |= trainer.heldout_ndcg(spec.eval_dims)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        state["history"].append(row)
+        state["current"] = trainer.state(epoch)
+        on_epoch(row)
+        checkpoint.save(state)
+    state["records"].append(trainer.recorder.table(method, spec.index))
+    state["done"].append(trainer.head.state_dict())
+    state["current"] = None
+
+
 def fit(
     method: str,
     cfg: Train,
@@ -209,153 +285,35 @@ def fit(
     on_epoch: Callable[[dict], None] = lambda row: None,
     run_id: str | None = None,
 ) -> Result:
-    """Train every head of `method`, resuming from `checkpoint` where one matches."""
-    device = data.q.device
-    seed_everything(cfg.seed, device)
+    """Train every head of `method`, resuming from `checkpoint` where it has state."""
+    seed_everything(cfg.seed, data.q.device)
     state = checkpoint.load() or {"done": [], "records": [], "history": [], "current": None}
-    run_id = state.get("run_id") or run_id
+    state.setdefault("run_id", run_id)
     trained: list[nn.Linear] = []
     for spec in plan(method, cfg, data.q.shape[1]):
         head = heads.make_head(
             spec.in_dim, spec.out_dim, cfg.bias, cfg.init, cfg.seed * 100 + spec.index
-        ).to(device)
+        ).to(data.q.device)
         if spec.index <= len(state["done"]):
             head.load_state_dict(state["done"][spec.index - 1])
-            trained.append(head.requires_grad_(False))
-            continue
-        xq, xc = heads.apply_chain(trained, data.q), heads.apply_chain(trained, data.c)
-        n_steps = steps_per_epoch(len(data.pairs), cfg.batch_size)
-        opt, sched = optimizer(head, cfg, spec.epochs * n_steps)
-        loss_fn = NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights).to(device)
-        recorder = gradstats.Recorder(method, spec.index)
-        start = 0
-        if state["current"] is not None:
-            cur = state["current"]
-            head.load_state_dict(cur["head"])
-            opt.load_state_dict(cur["opt"])
-            sched.load_state_dict(cur["sched"])
-            recorder.load_state(cur["recorder"])
-            start = cur["epoch"] + 1
-        bar = tqdm(
-            range(start, spec.epochs),
-            desc=f"{method} head {spec.index}",
-            unit="epoch",
-            initial=start,
-            total=spec.epochs,
-            leave=False,
-        )
-        for epoch in bar:
-            t0 = time.perf_counter()
-            lr = sched.get_last_lr()[0]
-            loss = train_epoch(
-                head,
-                xq,
-                xc,
-                data,
-                loss_fn,
-                opt,
-                sched,
-                recorder,
-                batches(len(data.pairs), cfg.batch_size, cfg.seed, spec.index, epoch),
-                cfg.temperature,
-            )
-            row = {
-                "method": method,
-                "head": spec.index,
-                "epoch": epoch,
-                "loss": loss,
-                "lr": lr,
-                "seconds": time.perf_counter() - t0,
-            }
-            stats = gradstats.epoch_stats(
-                *recorder.end_epoch(epoch), recorder.cols, split=spec.out_dim // 2
-            )
-            row |= {k: v for k, v in stats.items() if k != "steps"}
-            if cfg.heldout_eval:
-                row |= heldout_ndcg(head, xq, xc, data, spec.levels)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if math.isnan(loss):
-                raise SmecError(
-                    f"{method} head {spec.index}: loss is NaN at epoch {epoch}; "
-                    f"lower train.lr (now {cfg.lr:g})"
-                )
-            state["history"].append(row)
-            state["current"] = {
-                "head": head.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "epoch": epoch,
-                "recorder": recorder.state(),
-            }
-            on_epoch(row)
-            checkpoint.save({**state, "run_id": run_id})
-        state["records"].append(recorder.table())
-        state["done"].append(head.state_dict())
-        state["current"] = None
+        else:
+            trainer = HeadTrainer.build(head, trained, data, cfg, spec)
+            _fit_head(method, spec, trainer, cfg, state, checkpoint, on_epoch)
         trained.append(head.requires_grad_(False))
     rec = (
         pd.concat(state["records"], ignore_index=True)
         if state["records"]
         else pd.DataFrame(columns=gradstats.RECORD_COLUMNS)
     )
-    return Result(trained, rec, pd.DataFrame(state["history"]), run_id)
+    return Result(trained, rec, pd.DataFrame(state["history"]), state["run_id"])
 
 
 def metric_names(row: dict) -> dict[str, float]:
-    """MLflow metrics of a history row; heads after the first are prefixed `stepN/`."""
-    prefix = "" if row["head"] == 1 else f"step{row['head']}/"
-    return {
-        f"{prefix}{k}": float(v) for k, v in row.items() if k not in ("method", "head", "epoch")
-    }
-
-
-def run(p: Params, method: str, root: Path) -> Result:
-    """The train stage: fit `method`, write its outputs atomically, track it in MLflow."""
-    import mlflow
-
-    device = resolve(p.train.device)
-    data = load_data(root / "data/prepared", root / "data/embeddings", device)
-    digest = params.digest(
-        {"method": method, **{s: getattr(p, s).model_dump() for s in ("data", "encoder", "train")}}
-    )
-    checkpoint = Checkpoint(root / "checkpoints" / method / "state.pt", digest)
-    resumed = checkpoint.load()
-    run_id = resumed["run_id"] if resumed else None
-    if resumed:
-        print(f"{method}: resuming from {checkpoint.path} (MLflow run {run_id})")
-    with tracking.start_run(
-        p.tracking.experiment, method, digest, run_id=run_id, tags={"method": method}
-    ) as mlrun:
-        if run_id is None:
-            mlflow.log_params(
-                {
-                    **params.flat(p, ("data", "encoder", "train")),
-                    "method": method,
-                    "device": str(device),
-                }
-            )
-        result = fit(
-            method,
-            p.train,
-            data,
-            checkpoint,
-            run_id=mlrun.info.run_id,
-            on_epoch=lambda row: mlflow.log_metrics(metric_names(row), step=row["epoch"]),
-        )
-        models, runs = root / "models" / method, root / "runs" / method
-        with atomic.directory(models) as tmp:
-            heads.save(
-                tmp / "heads.pt",
-                method,
-                data.q.shape[1],
-                p.train.method_dims,
-                [h.cpu() for h in result.heads],
-            )
-        with atomic.directory(runs) as tmp:
-            result.record.to_parquet(tmp / "gradients.parquet", index=False)
-            result.history.to_csv(tmp / "history.csv", index=False, float_format="%.8g")
-            tracking.write_run_json(tmp / "run.json", mlrun, method=method, params_digest=digest)
-        mlflow.log_artifact(str(models / "heads.pt"))
-        mlflow.log_artifact(str(runs / "history.csv"))
-    checkpoint.clear()
-    return result
+    """MLflow metrics of a history row (logged at step `global_epoch`): the same names for
+    every method and head, plus log10 of the variances (the UI's axes show 1e-7 as 0)."""
+    skip = ("method", "head", "epoch", "global_epoch")
+    out = {k: float(v) for k, v in row.items() if k not in skip}
+    for key in ("grad_var", "grad_var_rows"):
+        if key in out and out[key] > 0:
+            out[f"log10_{key}"] = math.log10(out[key])
+    return out

@@ -1,0 +1,118 @@
+"""Reading and writing the pipeline's artifacts: the one place that touches their files.
+
+The paths themselves have one home, `dvc.yaml`, whose stage commands pass them to the scripts in
+`pipeline/`; the functions here take a path and data, or a path and return data. Every write is
+atomic (a failed stage leaves the old file or none), and a missing input is a one-line error
+that names the file and how to get it back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from smec import atomic
+from smec.errors import SmecError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A prepared retrieval data set: the tables the prepare stage writes."""
+
+    corpus: pd.DataFrame  # corpus_id, title, text
+    queries: pd.DataFrame  # query_id, text
+    qrels: pd.DataFrame  # query_id, corpus_id, score, split (train / heldout / test)
+
+
+def require(*paths: str | Path) -> None:
+    """Stop with one line if an input is missing (a failed stage upstream, or never made)."""
+    for path in paths:
+        if not Path(path).exists():
+            raise SmecError(
+                f"{path}: missing; restore the last good version with `dvc checkout {path}`, "
+                f"or make it with `dvc repro`"
+            )
+
+
+def write_prepared(ds: Dataset, corpus: Path, queries: Path, qrels: Path) -> None:
+    for df, path in ((ds.corpus, corpus), (ds.queries, queries), (ds.qrels, qrels)):
+        atomic.write(path, lambda p, df=df: df.to_parquet(p, index=False))
+
+
+def read_prepared(corpus: Path, queries: Path, qrels: Path) -> Dataset:
+    require(corpus, queries, qrels)
+    return Dataset(*(pd.read_parquet(p) for p in (corpus, queries, qrels)))
+
+
+def read_texts(corpus: Path, queries: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The prepared corpus and queries alone (what the encoder reads)."""
+    require(corpus, queries)
+    return pd.read_parquet(corpus), pd.read_parquet(queries)
+
+
+def write_array(path: Path, array: np.ndarray) -> None:
+    atomic.write(path, lambda p: np.save(p, array))
+
+
+def read_array(path: Path, mmap: bool = False) -> np.ndarray:
+    require(path)
+    return np.load(path, mmap_mode="r" if mmap else None)
+
+
+def write_json(path: Path, data: object) -> None:
+    atomic.write_json(path, data)
+
+
+def read_json(path: Path) -> dict:
+    require(path)
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise SmecError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def write_csv(path: Path, table: pd.DataFrame, float_format: str = "%.6g") -> None:
+    atomic.write(path, lambda p: table.to_csv(p, index=False, float_format=float_format))
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    require(path)
+    return pd.read_csv(path)
+
+
+def write_parquet(path: Path, table: pd.DataFrame) -> None:
+    atomic.write(path, lambda p: table.to_parquet(p, index=False))
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    require(path)
+    return pd.read_parquet(path)
+
+
+def write_heads(path: Path, method: str, in_dim: int, dims: list[int], heads: list[nn.Linear]):
+    """A method's trained heads: their weights, shapes, and the widths they produce."""
+    state = {
+        "method": method,
+        "in_dim": in_dim,
+        "dims": dims,
+        "heads": [h.state_dict() for h in heads],
+        "shapes": [(h.in_features, h.out_features, h.bias is not None) for h in heads],
+    }
+    atomic.write(path, lambda p: torch.save(state, p))
+
+
+def read_heads(path: Path) -> tuple[dict, list[nn.Linear]]:
+    require(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    heads = []
+    for (i, o, bias), sd in zip(state["shapes"], state["heads"], strict=True):
+        head = nn.Linear(i, o, bias=bias)
+        head.load_state_dict(sd)
+        heads.append(head.eval())
+    return state, heads
