@@ -10,7 +10,7 @@ from pathlib import Path
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 
-from smec import artifacts, claims, tracking
+from smec import artifacts, claims, params, tracking
 from smec.cli import main
 
 KEYS = {1: "claim1_low_rows_gradient", 2: "claim2_variance", 3: "claim3_fall"}
@@ -41,10 +41,12 @@ def run(argv: list[str] | None = None) -> None:
     print("\n" + claims.summary(report))
     shown = [o for o in outs if o.startswith(("reports", "figures"))]
     print("\nresults:   " + "  ".join(shown))
-    print(f"MLflow:    {tracking.tracking_uri()}")
-    print(
-        f"           open with: .venv/bin/mlflow ui --backend-store-uri {tracking.tracking_uri()}"
-    )
+    uri = tracking.tracking_uri()
+    print(f"MLflow:    {uri}")
+    if uri.startswith("sqlite:"):
+        print(f"           open with: .venv/bin/mlflow ui --backend-store-uri {uri} --workers 1")
+    experiment = params.load(root / "params.yaml").tracking.experiment
+    print(f"           runs at:   {tracking.ui_url(experiment)}")
     failed = [n for n in args.require if not report[KEYS[n]]["passed"]]
     if failed:
         print(f"required claim(s) {failed} failed", file=sys.stderr)

@@ -75,8 +75,8 @@ def test_digest_is_stable_and_sensitive():
 
 def test_changed_names_what_differs_from_the_defaults():
     assert params.changed(params.Params()) == "defaults"
-    p = params.Params(train={"loss": "ce", "seed": 3}, render={"epochs": [0, 5]})
-    assert params.changed(p) == "train.loss=ce, train.seed=3, render.epochs=[0, 5]"
+    p = params.Params(data={"split_seed": 2}, train={"loss": "ce"}, render={"epochs": [0, 5]})
+    assert params.changed(p) == "train.loss=ce, data.split_seed=2, render.epochs=[0, 5]"
 
 
 def test_params_yaml_is_in_the_style_dvc_writes(tmp_path):

@@ -187,7 +187,8 @@ def flat(params: Params, sections: tuple[str, ...] = SECTIONS) -> dict[str, str]
 
 def changed(params: Params) -> str:
     """The params that differ from the defaults, as `key=value, ...` (or `defaults`): what tells
-    one run of the pipeline from another in a run name."""
-    base = flat(Params())
-    diff = [f"{k}={v}" for k, v in flat(params).items() if base[k] != v]
-    return ", ".join(diff) or "defaults"
+    one run of the pipeline from another in a run name. Training params first: they are the
+    ones experiments change most, and the UI cuts long names."""
+    order = ("train", *(s for s in SECTIONS if s != "train"))
+    base, now = flat(Params(), order), flat(params, order)
+    return ", ".join(f"{k}={v}" for k, v in now.items() if base[k] != v) or "defaults"

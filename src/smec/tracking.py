@@ -172,6 +172,16 @@ def stage_run(
         client.set_terminated(parent, status)
 
 
+def ui_url(experiment: str, base: str = "http://127.0.0.1:5000") -> str:
+    """Where `mlflow ui` shows the experiment's runs. MLflow 3's UI opens an experiment in its
+    GenAI view unless the page asks for the model-training one."""
+    import mlflow
+
+    exp = mlflow.MlflowClient(tracking_uri()).get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else ""
+    return f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+
+
 def log_to_parent(run, metrics: dict[str, float]) -> None:
     """Copy a stage's headline metrics onto its pipeline run, so that pipeline runs compare."""
     import mlflow
