@@ -30,10 +30,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# The CI-sized reproduction: same code path, fewer epochs, a corpus subset.
+# The CI-sized reproduction: same code path, fewer epochs and seeds, a corpus subset.
 # Runs in a throwaway clone so the workspace's outputs and params.yaml stay untouched.
 CI_SET := -S 'data.corpus_limit=1500' -S 'encoder.max_seq_length=128' \
-          -S 'train.epochs=12' -S 'render.epochs=[0,5,10]'
+          -S 'train.epochs=12' -S 'render.epochs=[0,5,10]' -S 'sweep.seeds=3' -S 'law.seeds=3'
 ifndef CI_DIR
 CI_DIR := $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)
 endif
@@ -45,7 +45,8 @@ ci-repro: $(STAMP)
 	@echo "CI reproduction outputs: $(CI_DIR)"
 
 bench: $(STAMP)  # stops at the first benchmark that fails
-	set -e; for b in bench/encode.py bench/train_step.py bench/evaluate.py; do $(BIN)/python $$b; done
+	set -e; for b in bench/encode.py bench/train_step.py bench/evaluate.py bench/sweep.py; do \
+	  $(BIN)/python $$b; done
 
 clean-venv:
 	rm -rf $(VENV)

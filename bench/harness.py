@@ -64,14 +64,19 @@ def emit(result: dict) -> None:
     print(json.dumps(result))
 
 
-def stage_args(root: Path, stage: str) -> dict[str, Path]:
-    """The paths `dvc.yaml` passes to a stage (`--corpus data/prepared/corpus.parquet` ...), so
-    that a benchmark reads what the stage reads without writing a path twice."""
+def stage_words(root: Path, stage: str) -> list[str]:
+    """A stage's command from `dvc.yaml`, split into words."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
         (cmd,) = [s.cmd for s in repo.index.stages if s.addressing == stage]
-    words = shlex.split(cmd)
+    return shlex.split(cmd)
+
+
+def stage_args(root: Path, stage: str) -> dict[str, Path]:
+    """The paths `dvc.yaml` passes to a stage (`--corpus data/prepared/corpus.parquet` ...), so
+    that a benchmark reads what the stage reads without writing a path twice."""
+    words = stage_words(root, stage)
     return {
         w[2:].replace("-", "_"): root / v
         for w, v in itertools.pairwise(words)

@@ -1,5 +1,8 @@
-"""DVC stage `render`: the seed figure of gradient statistics, the convergence panels and
-retrieval per dimension, as PNG and SVG.
+"""DVC stage `render`: the figures, as PNG and SVG.
+
+From the default run: the seed figure of gradient statistics, the convergence panels and
+retrieval per dimension. From the sweep's intervals over seeds: the seed figure per loss, the
+update sizes under Adam and SGD, and how far each series falls per loss and rank-loss scale.
 
 The figures are logged to an MLflow run of their own, tagged with the training runs whose
 numbers they show (each training run is tagged back with `report_run`); every PNG names in its
@@ -13,10 +16,74 @@ import _bootstrap  # first: this checkout's code, under the project's interprete
 import mlflow
 import pandas as pd
 
-from smec import artifacts, figures, params, tracking
+from smec import artifacts, figures, gradstats, params, tracking
 from smec.cli import main, parser
 
-INPUTS = ("table", "claims", "retrieval", "mrl-history", "smrl-history", "mrl-run", "smrl-run")
+INPUTS = (
+    "table",
+    "claims",
+    "retrieval",
+    "mrl-history",
+    "smrl-history",
+    "mrl-run",
+    "smrl-run",
+    "intervals",
+    "arm-claims",
+)
+
+
+def arm_panels(report: dict) -> dict[str, list[tuple[str, str]]]:
+    """Which sweep arm goes in which figure, from the settings each arm records."""
+    arms = report["arms"]
+    order = ("rank", "ce", "mse")
+    per_loss = {k: report["per_loss"][k] for k in sorted(report["per_loss"], key=order.index)}
+    rank = per_loss.get("rank")
+    settings = lambda arm: arms[arm]["settings"]  # noqa: E731
+    sgd = [a for a in arms if settings(a)["loss"] == "rank" and settings(a)["optimizer"] == "sgd"]
+    scaled = sorted(
+        (a for a in arms if settings(a)["loss"] == "rank" and settings(a)["optimizer"] == "adam"),
+        key=lambda a: settings(a)["rank_scale"],
+    )
+    return {
+        "losses": [(loss, arm) for loss, arm in per_loss.items()],
+        "updates": [("rank loss, Adam", rank)] + [("rank loss, SGD", a) for a in sgd[:1]],
+        "falls": [(f"rank σ={settings(a)['rank_scale']:g}", a) for a in scaled]
+        + [(loss, arm) for loss, arm in per_loss.items() if loss != "rank"],
+    }
+
+
+def sweep_figures(p, args, dims: list[int], out: Path, meta: dict, commit: str) -> list[Path]:
+    long = artifacts.read_csv(args.intervals)
+    report = artifacts.read_json(args.arm_claims)
+    panels = arm_panels(report)
+    caption = figures.sweep_caption(p, report, commit)
+    epochs = p.render.epochs
+    paths = figures.save(
+        figures.gradient_stats_ci(long, panels["losses"], epochs, dims, caption),
+        out / "gradient_stats_ci",
+        meta,
+    )
+    if len(panels["updates"]) > 1:
+        paths += figures.save(
+            figures.gradient_stats_ci(
+                long,
+                panels["updates"],
+                epochs,
+                dims,
+                caption,
+                bars=("avg_update_low", "avg_update_high"),
+                var=None,
+                title="Does the gradient imbalance reach the weights? ‖W_after − W_before‖ per row",
+            ),
+            out / "update_size",
+            meta,
+        )
+    paths += figures.save(
+        figures.falls(long, panels["falls"], p.gradstats.claim3_min_fall, caption),
+        out / "falls",
+        meta,
+    )
+    return paths
 
 
 def run(argv: list[str] | None = None) -> dict:
@@ -51,9 +118,13 @@ def run(argv: list[str] | None = None) -> dict:
             out / "gradient_stats",
             meta,
         )
-        paths += figures.save(figures.convergence(history, caption), out / "convergence", meta)
+        variance = gradstats.VARIANCES[p.gradstats.variance]
+        paths += figures.save(
+            figures.convergence(history, caption, variance), out / "convergence", meta
+        )
         paths += figures.save(figures.retrieval(retrieval_table, caption), out / "retrieval", meta)
-        for path in [*paths, args.table, args.claims]:
+        paths += sweep_figures(p, args, dims, out, meta, commit)
+        for path in [*paths, args.table, args.claims, args.intervals, args.arm_claims]:
             mlflow.log_artifact(str(path))
     client = mlflow.MlflowClient(tracking.tracking_uri())
     for run_id in runs.values():

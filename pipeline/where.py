@@ -1,7 +1,8 @@
 """After `dvc repro`: print the claims, where the figures and tables are, and the MLflow store.
 
-With `--require N ...`, exit 1 unless those claims passed (the CI reproduction's check). The
-paths are those `dvc.yaml` declares as outputs, so they are never written twice.
+The claims are those decided on 95% intervals over seeds, per sweep arm. With `--require N
+...`, exit 1 unless those claims passed for every loss (the CI reproduction's check). The paths
+are those `dvc.yaml` declares as outputs, so they are never written twice.
 """
 
 import argparse
@@ -37,8 +38,8 @@ def run(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     root = _bootstrap.CHECKOUT
     outs = outputs(root)
-    report = artifacts.read_json(root / next(o for o in outs if o.endswith("claims.json")))
-    print("\n" + claims.summary(report))
+    report = artifacts.read_json(root / next(o for o in outs if Path(o).name == "claims.json"))
+    print("\n" + claims.arms_summary(report))
     shown = [o for o in outs if o.startswith(("reports", "figures"))]
     print("\nresults:   " + "  ".join(shown))
     uri = tracking.tracking_uri()
@@ -47,9 +48,14 @@ def run(argv: list[str] | None = None) -> None:
         print(f"           open with: .venv/bin/mlflow ui --backend-store-uri {uri} --workers 1")
     experiment = params.load(root / "params.yaml").tracking.experiment
     print(f"           runs at:   {tracking.ui_url(experiment)}")
-    failed = [n for n in args.require if not report[KEYS[n]]["passed"]]
+    failed = [
+        f"claim {n} ({loss})"
+        for loss, arm in report["per_loss"].items()
+        for n in args.require
+        if not report["arms"][arm][KEYS[n]]["passed"]
+    ]
     if failed:
-        print(f"required claim(s) {failed} failed", file=sys.stderr)
+        print(f"required claims failed: {', '.join(failed)}", file=sys.stderr)
         raise SystemExit(1)
 
 

@@ -121,7 +121,7 @@ def stage_script(name: str):
     return module
 
 
-NOT_PATHS = {"method"}  # stage options whose value is not a path
+NOT_PATHS = {"method", "arm", "loss", "optimizer", "lr", "momentum", "rank_scale"}  # not paths
 
 
 def run_stage(stage: str, root: Path, params: Path, **replace: str):
@@ -131,12 +131,13 @@ def run_stage(stage: str, root: Path, params: Path, **replace: str):
     script = Path(words[1]).stem
     argv, key = [], None
     for w in words[2:]:
-        if key is not None and key in replace:
+        if w.startswith("--"):
+            key = w[2:].replace("-", "_")
+        elif key in replace:
             w = replace[key]
-        elif key is not None and key not in NOT_PATHS:
+        elif key not in NOT_PATHS:
             w = str(root / w)
         argv.append(w)
-        key = w[2:].replace("-", "_") if w.startswith("--") else None
     return stage_script(script).run([*argv, "--params", str(params)])
 
 

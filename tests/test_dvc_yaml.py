@@ -1,7 +1,6 @@
 """dvc.yaml against the code: each stage depends on exactly the files its script imports, and
 every path a stage is given is one it declares (so paths cannot drift between the two)."""
 
-import itertools
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ from smec import provenance
 
 from .conftest import NOT_PATHS, ROOT, dvc_commands
 
-NOT_DECLARED = {"checkpoint"}  # resumable state, deliberately not a DVC output
+NOT_DECLARED = {"checkpoint", "checkpoints"}  # resumable state, deliberately not DVC outputs
 
 
 def declared() -> dict[str, tuple[set[str], set[str]]]:
@@ -44,12 +43,12 @@ def test_a_stage_depends_on_exactly_the_code_it_imports(stage):
 
 @pytest.mark.parametrize("stage", sorted(dvc_commands()))
 def test_every_path_a_stage_is_given_is_declared_and_the_other_way_round(stage):
-    words = dvc_commands()[stage]
-    given = {
-        value
-        for option, value in itertools.pairwise(words[2:])
-        if option.startswith("--") and option[2:] not in NOT_PATHS | NOT_DECLARED
-    }
+    given, option = set(), None
+    for word in dvc_commands()[stage][2:]:
+        if word.startswith("--"):
+            option = word[2:]
+        elif option not in NOT_PATHS | NOT_DECLARED:
+            given.add(word)
     deps, outs = declared()[stage]
     assert given == (deps - code(deps)) | outs
 

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,7 +41,7 @@ def test_per_epoch_statistics_match_direct_computation():
         assert stats.loc[epoch, "avg_grad_low"] == pytest.approx(norms[:, :3].mean().item())
         assert stats.loc[epoch, "avg_grad_high"] == pytest.approx(norms[:, 3:].mean().item())
         elem_var = np.mean([x.var(unbiased=False).item() for x in g])
-        assert stats.loc[epoch, "grad_var"] == pytest.approx(elem_var)
+        assert stats.loc[epoch, "grad_var_elements"] == pytest.approx(elem_var)
         row_var = np.mean([n.var(unbiased=False).item() for n in norms])
         assert stats.loc[epoch, "grad_var_rows"] == pytest.approx(row_var)
 
@@ -65,3 +67,39 @@ def test_figure_table_takes_the_head_of_the_first_width_of_each_method():
     assert table.loc[("smrl", 1), "avg_grad_high"] == pytest.approx(2.0 * np.sqrt(5))
     assert table.loc[("mrl", 0), "avg_grad_low"] == pytest.approx(np.sqrt(5))
     assert table.loc[("smrl", 0), "steps"] == 3
+
+
+def test_the_noise_reading_is_each_weights_variance_across_steps_averaged():
+    gen = torch.Generator().manual_seed(3)
+    grads = [torch.randn(6, 4, generator=gen) + 0.5 for _ in range(5)]
+    rec = gradstats.Recorder()
+    for g in grads:
+        rec.record(g)
+    rec.end_epoch(0)
+    stats = gradstats.per_epoch(rec.table("mrl", 1), split=3)
+    direct = torch.stack(grads).double().var(dim=0, unbiased=False).mean().item()
+    assert stats.grad_var_noise.iloc[0] == pytest.approx(direct)
+
+
+def test_the_update_record_is_w_after_minus_w_before_at_every_step():
+    """Snapshots of W after each Adam step (an optimiser hook), differenced, against the record."""
+    from smec import synthetic, train
+    from smec.losses import LOSSES
+    from smec.nesting import NestedLoss
+    from smec.params import Train
+
+    data = synthetic.latent_factor_data(n_pairs=64, n_docs=128, dim=12, factors=4, n_heldout=0)
+    cfg = Train(method_dims=[8, 4], batch_size=16)
+    head = torch.nn.Linear(12, 8, bias=False)
+    opt, sched = train.optimizer(head, cfg, 100)
+    snapshots = [head.weight.detach().clone()]
+    opt.register_step_post_hook(lambda *_: snapshots.append(head.weight.detach().clone()))
+    rec = gradstats.Recorder()
+    trainer = train.HeadTrainer(
+        head, data.q, data.c, data, NestedLoss(LOSSES["rank"], [8, 4]), opt, sched, rec, 0.05
+    )
+    trainer.epoch(train.batches(64, 16, 0, 1, 0))
+    epoch = rec.end_epoch(0)
+    deltas = torch.stack([b - a for a, b in itertools.pairwise(snapshots)]).double()
+    np.testing.assert_allclose(epoch.update_sumsq, deltas.square().sum(dim=2).numpy(), rtol=1e-5)
+    assert len(snapshots) == 5 and np.all(epoch.update_sumsq > 0)

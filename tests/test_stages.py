@@ -3,6 +3,7 @@ the real encoder and a real MLflow store: outputs, the MLflow layout, traceabili
 figures and runs, one-line errors, the figure's structure."""
 
 import json
+import shutil
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -14,33 +15,49 @@ from smec import figures, params, provenance, tracking
 from smec.checkpoint import Checkpoint
 from smec.errors import SmecError
 
-from .conftest import ROOT, run_stage, stage_script, write_params
+from .conftest import ROOT, run_stage, stage_script, write_beir, write_params
+
+SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
+ALL = ["prepare", "embed", "train@mrl", "train@smrl", *SWEEP, "law", "aggregate", "gradstats",
+       "evaluate", "render"]  # fmt: skip
 
 
-@pytest.fixture
-def project(tmp_path, tiny_beir, mlflow_uri):
-    """prepare, embed and both train stages run on a tiny BEIR folder."""
-    p = write_params(
-        tmp_path / "params.yaml",
+def tiny_params(path, tiny_beir):
+    return write_params(
+        path,
         data={"path": str(tiny_beir)},
         encoder={"max_seq_length": 32},
         train={"epochs": 3, "batch_size": 8},
+        sweep={"seeds": 2},
+        law={"seeds": 2},
         render={"epochs": [0, 2]},
     )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, mlflow_template):
+    """Every stage run once on a tiny BEIR folder, into one MLflow store."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(mlflow_template, root / "mlflow.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.setenv("DVC_ROOT", str(root))
+        p = tiny_params(root / "params.yaml", write_beir(root / "tiny"))
+        out = {stage: run_stage(stage, root, p) for stage in ALL}
+        yield root, p, out
+
+
+@pytest.fixture
+def trained(tmp_path, tiny_beir, mlflow_uri):
+    """Only prepare, embed and the two train stages, in a store of its own."""
+    p = tiny_params(tmp_path / "params.yaml", tiny_beir)
     for stage in ("prepare", "embed", "train@mrl", "train@smrl"):
         run_stage(stage, tmp_path, p)
     return tmp_path, p
 
 
-def finish(root, p):
-    for stage in ("gradstats", "evaluate", "render"):
-        out = run_stage(stage, root, p)
-    return out
-
-
 def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project):
-    root, p = project
-    out = finish(root, p)
+    _, p, out = project
     client = mlflow.MlflowClient(tracking.tracking_uri())
     exp = client.get_experiment_by_name("smec")
     assert exp.tags[tracking.TAG_KIND] == tracking.KIND  # the UI opens it on its runs
@@ -48,23 +65,33 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     parents = [r for r in runs if r.data.tags[tracking.TAG_ROLE] == "pipeline"]
     assert len(parents) == 1
     parent = parents[0]
-    stages = {r.data.tags[tracking.TAG_STAGE]: r for r in runs if r is not parent}
-    assert set(stages) == {"embed", "train@mrl", "train@smrl", "gradstats", "evaluate", "render"}
+    children = [r for r in runs if r is not parent]
+    stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children}
+    assert set(stages) == set(ALL) - {"prepare"}
+    assert len(children) == len(stages) - len(SWEEP) + len(SWEEP) * 2 * 2  # seeds x methods
     full = params.flat(params.load(p))
     for run in [parent, *stages.values()]:
         assert run.data.tags.get(tracking.TAG_PARENT, parent.info.run_id) == parent.info.run_id
+        if run.data.tags.get(tracking.TAG_STAGE, "").startswith("sweep@"):
+            continue  # a sweep run carries its own arm's and seed's values: below
         assert {k: run.data.params[k] for k in full} == full  # every run, every param
         assert run.data.tags[tracking.TAG_COMMIT] == parent.data.tags[tracking.TAG_COMMIT]
-    assert parent.info.run_name.startswith("dvc repro · data.path=")
-    assert stages["evaluate"].info.run_name.startswith("evaluate · data.path=")
+    assert parent.info.run_name.startswith("dvc repro · train.epochs=3, train.batch_size=8, ")
+    assert stages["evaluate"].info.run_name.startswith("evaluate · train.epochs=3, ")
     # the parent carries the headline numbers, so pipeline runs compare in the UI
     assert "mrl_d96.ndcg_at_10" in parent.data.metrics
     assert "epoch0_mrl_low_over_high" in parent.data.metrics
-    assert client.get_run(out["report_run"]).data.tags[tracking.TAG_STAGE] == "render"
+    assert client.get_run(out["render"]["report_run"]).data.tags[tracking.TAG_STAGE] == "render"
+    sgd = [r for r in children if r.data.tags.get("sweep.arm") == "rank_sgd"]
+    assert {(r.data.params["train.optimizer"], r.data.params["train.seed"]) for r in sgd} == {
+        ("sgd", "0"),
+        ("sgd", "1"),
+    }
+    assert sgd[0].info.run_name.startswith("sweep@rank_sgd ")
 
 
 def test_prepared_data_are_dataset_inputs_with_the_digest_dvc_records(project):
-    root, _ = project
+    root, _, _ = project
     client = mlflow.MlflowClient(tracking.tracking_uri())
     run_id = json.loads((root / "runs/mrl/run.json").read_text())["run_id"]
     inputs = {i.dataset.name: i for i in client.get_run(run_id).inputs.dataset_inputs}
@@ -75,8 +102,7 @@ def test_prepared_data_are_dataset_inputs_with_the_digest_dvc_records(project):
 
 
 def test_metric_names_are_the_same_everywhere(project):
-    root, p = project
-    finish(root, p)
+    root, _, _ = project
     retrieval = pd.read_csv(root / "reports/retrieval.csv")
     assert {"ndcg_at_10", "recall_at_100", "mrr_at_10"} <= set(retrieval.columns)
     metrics = json.loads((root / "metrics/retrieval.json").read_text())
@@ -89,14 +115,14 @@ def test_metric_names_are_the_same_everywhere(project):
     for m in ("mrl", "smrl"):  # the held-out 96-d nDCG has one name for both methods
         assert "heldout_d96.ndcg_at_10" in pd.read_csv(root / f"runs/{m}/history.csv").columns
         assert "heldout_d96.ndcg_at_10" in runs[m].data.metrics
-        assert "log10_grad_var" in runs[m].data.metrics
+        assert "log10_grad_var_elements" in runs[m].data.metrics
     smrl_steps = client.get_metric_history(runs["smrl"].info.run_id, "heldout_d96.ndcg_at_10")
     assert [h.step for h in smrl_steps] == [3, 4, 5]  # SMRL's second head, after the first's 3
 
 
 def test_figures_name_the_run_that_holds_them_and_the_runs_they_show(project):
-    root, p = project
-    out = finish(root, p)
+    root, _, stage_out = project
+    out = stage_out["render"]
     client = mlflow.MlflowClient(tracking.tracking_uri())
     train_ids = {
         m: json.loads((root / "runs" / m / "run.json").read_text())["run_id"]
@@ -112,27 +138,32 @@ def test_figures_name_the_run_that_holds_them_and_the_runs_they_show(project):
     assert png.info["smec.commit"] == tracking.commit(ROOT)
     assert json.loads((root / "figures/run.json").read_text())["run_id"] == out["report_run"]
     artifacts = {a.path for a in client.list_artifacts(out["report_run"])}
-    assert {"gradient_stats.png", "claims.json", "gradstats.csv"} <= artifacts
+    assert {
+        "gradient_stats.png",
+        "gradient_stats_ci.png",
+        "update_size.png",
+        "falls.png",
+    } <= artifacts
+    assert {"claims.json", "claims_one_run.json", "gradstats.csv", "gradstats_ci.csv"} <= artifacts
 
 
-def test_render_refuses_a_run_json_naming_a_missing_run(project):
-    root, p = project
-    run_stage("gradstats", root, p)
-    run_stage("evaluate", root, p)
-    path = root / "runs/mrl/run.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "run_id": "0" * 32}))
+def test_render_refuses_a_run_json_naming_a_missing_run(project, tmp_path):
+    root, p, _ = project
+    bad = tmp_path / "run.json"
+    good = json.loads((root / "runs/mrl/run.json").read_text())
+    bad.write_text(json.dumps({**good, "run_id": "0" * 32}))
     with pytest.raises(SmecError, match=r"run.json: run 0+ is not in the MLflow store"):
-        run_stage("render", root, p)
+        run_stage("render", root, p, mrl_run=str(bad), out=str(tmp_path / "figures"))
 
 
-def test_a_missing_input_is_one_line_naming_the_file_and_how_to_restore_it(project):
-    root, p = project
-    (root / "runs/smrl/gradients.parquet").unlink()
+def test_a_missing_input_is_one_line_naming_the_file_and_how_to_restore_it(project, tmp_path):
+    root, p, _ = project
+    missing = tmp_path / "runs/smrl/gradients.parquet"
     with pytest.raises(SmecError) as err:
-        run_stage("gradstats", root, p)
+        run_stage("gradstats", root, p, smrl_gradients=str(missing))
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith(f"{root}/runs/smrl/gradients.parquet: missing; ")
+    assert message.startswith(f"{missing}: missing; ")
     assert "dvc checkout" in message and "dvc repro" in message
 
 
@@ -220,8 +251,8 @@ def test_the_checkpoint_key_follows_the_code_the_params_and_the_inputs(tmp_path,
     assert train_stage.checkpoint_key(p, "mrl", [data]) != key
 
 
-def test_the_train_stage_discards_a_stale_checkpoint_and_trains_from_scratch(project, capsys):
-    root, p = project
+def test_the_train_stage_discards_a_stale_checkpoint_and_trains_from_scratch(trained, capsys):
+    root, p = trained
     stale = root / "checkpoints/mrl/state.pt"
     Checkpoint(stale, "made-by-older-code").save(
         {"done": [], "records": [], "history": [{"junk": 1}], "current": None, "run_id": None}

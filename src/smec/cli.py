@@ -12,17 +12,26 @@ from smec.errors import SmecError
 
 
 def parser(
-    doc: str | None, root: Path, inputs: Iterable[str] = (), outputs: Iterable[str] = ()
+    doc: str | None,
+    root: Path,
+    inputs: Iterable[str] = (),
+    outputs: Iterable[str] = (),
+    many: Iterable[str] = (),
 ) -> argparse.ArgumentParser:
     """A parser whose `--help` is the script's docstring, with one required path option per
-    input and output (`dvc.yaml` passes them: it is the one place paths are written) and
-    `--params` (default: the checkout's params.yaml)."""
+    input and output (`dvc.yaml` passes them: it is the one place paths are written), options
+    taking one or more input paths (`many`), and `--params` (default: the checkout's
+    params.yaml)."""
     ap = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     for kind, names in (("input", inputs), ("output", outputs)):
         for name in names:
             ap.add_argument(f"--{name}", type=Path, required=True, metavar="PATH", help=kind)
+    for name in many:
+        ap.add_argument(
+            f"--{name}", type=Path, nargs="+", required=True, metavar="PATH", help="inputs"
+        )
     ap.add_argument(
         "--params",
         type=Path,

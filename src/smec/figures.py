@@ -38,55 +38,180 @@ def seed_labels(dims: list[int]) -> dict[str, str]:
 
 
 def _decades(values) -> tuple[float, float]:
-    """Log-axis limits on whole powers of ten around the positive values, as in the seed."""
+    """Log-axis limits on whole powers of ten around the positive values, as in the seed; a
+    value just above a power of ten gets the decade below, so its bar stays visible."""
     v = [float(x) for x in values if x > 0]
-    return 10 ** math.floor(math.log10(min(v))), 10 ** math.ceil(math.log10(max(v)))
+    return 10 ** math.floor(math.log10(0.8 * min(v))), 10 ** math.ceil(math.log10(max(v)))
 
 
-def gradient_stats(table: pd.DataFrame, epochs: list[int], dims: list[int], caption: str):
-    """Grouped bars of average gradient (left log axis) and variance lines (right log axis)."""
-    t = table.set_index(["method", "epoch"])
+def _errors(low: pd.Series | None, mean: pd.Series, high: pd.Series | None):
+    """matplotlib's yerr from interval ends, or None without intervals."""
+    if low is None:
+        return None
+    return [(mean - low).clip(lower=0).to_numpy(), (high - mean).clip(lower=0).to_numpy()]
+
+
+def _seed_panel(
+    ax,
+    t: pd.DataFrame,
+    epochs: list[int],
+    dims: list[int],
+    bars: tuple[str, str] = ("avg_grad_low", "avg_grad_high"),
+    var: str | None = "grad_var",
+    legend: bool = True,
+):
+    """The seed chart on `ax`: grouped bars (left log axis) and variance lines (right log axis).
+
+    `t` is indexed by (method, epoch) with a column per quantity, and optionally `<q>_low` /
+    `<q>_high` interval columns, drawn as error bars.
+    """
     labels = seed_labels(dims)
-    fig, ax = plt.subplots(figsize=(9, 5.6))
+    cols = dict(zip(("avg_grad_low", "avg_grad_high"), bars, strict=True))
     ax.set_yscale("log")
     spacing = min((b - a for a, b in itertools.pairwise(epochs)), default=10)
     width = spacing * 0.18
     for i, (m, col, colour) in enumerate(BARS):
-        xs = [e + (i - 1.5) * width for e in epochs]
+        q = cols[col]
+        rows = t.loc[[(m, e) for e in epochs]]
         ax.bar(
-            xs,
-            [t.loc[(m, e), col] for e in epochs],
+            [e + (i - 1.5) * width for e in epochs],
+            rows[q],
             width=width,
+            yerr=_errors(rows.get(f"{q}_low"), rows[q], rows.get(f"{q}_high")),
+            error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"},
             color=colour,
             edgecolor="white",
             linewidth=0.6,
-            label=labels[f"{m}.{col}"],
+            label=labels[f"{m}.{col}"].replace("Average Gradient", _BAR_NAMES[bars[0]]),
             zorder=2,
         )
     ax.set_xlabel("Epochs")
-    ax.set_ylabel("Gradient Size")
+    ax.set_ylabel("Gradient Size" if bars[0] == "avg_grad_low" else "Update Size ‖ΔW‖ per row")
     ax.set_xticks(epochs)
     ax.grid(axis="y", which="major", alpha=0.3, zorder=0)
-    var_ax = ax.twinx()
-    var_ax.set_yscale("log")
-    for m, colour, marker in LINES:
-        var_ax.plot(
-            epochs,
-            [t.loc[(m, e), "grad_var"] for e in epochs],
-            color=colour,
-            marker=marker,
-            linewidth=1.8,
-            markersize=6,
-            label=labels[f"{m}.grad_var"],
+    bar_values = t[list(bars)].to_numpy().ravel()
+    ax.set_ylim(*_decades(bar_values))
+    handles = ax.get_legend_handles_labels()[0]
+    if var is not None:
+        var_ax = ax.twinx()
+        var_ax.set_yscale("log")
+        for m, colour, marker in LINES:
+            rows = t.loc[[(m, e) for e in epochs]]
+            var_ax.errorbar(
+                epochs,
+                rows[var],
+                yerr=_errors(rows.get(f"{var}_low"), rows[var], rows.get(f"{var}_high")),
+                color=colour,
+                marker=marker,
+                linewidth=1.8,
+                markersize=6,
+                capsize=3,
+                label=labels[f"{m}.grad_var"],
+            )
+        var_ax.set_ylabel("var")
+        var_ax.set_ylim(*_decades(t[var]))
+        handles += var_ax.get_legend_handles_labels()[0]
+        ax = var_ax
+    if legend:
+        ax.legend(
+            handles, [h.get_label() for h in handles], loc="upper right", fontsize=8, framealpha=0.9
         )
-    var_ax.set_ylabel("var")
-    ax.set_ylim(*_decades(table[[c for _, c, _ in BARS]].to_numpy().ravel()))
-    var_ax.set_ylim(*_decades(table["grad_var"]))
-    handles = ax.get_legend_handles_labels()[0] + var_ax.get_legend_handles_labels()[0]
-    var_ax.legend(
-        handles, [h.get_label() for h in handles], loc="upper right", fontsize=8, framealpha=0.9
-    )
+    return handles
+
+
+_BAR_NAMES = {"avg_grad_low": "Average Gradient", "avg_update_low": "Average Update"}
+
+
+def gradient_stats(table: pd.DataFrame, epochs: list[int], dims: list[int], caption: str):
+    """The seed figure from one run: grouped bars of average gradient and variance lines."""
+    fig, ax = plt.subplots(figsize=(9, 5.6))
+    _seed_panel(ax, table.set_index(["method", "epoch"]), epochs, dims)
     ax.set_title("Gradient size and variance of the head's weights, MRL vs SMRL")
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def interval_frame(long: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """One arm of reports/gradstats_ci.csv as the panel's (method, epoch) x quantity frame,
+    with `<q>_low` / `<q>_high` interval columns."""
+    rows = long[(long.arm == arm) & long.method.isin(["mrl", "smrl"])]
+    wide = rows.pivot(  # not pivot_table: it would drop the NaN interval of a single seed
+        index=["method", "epoch"], columns="quantity", values=["mean", "ci_low", "ci_high"]
+    )
+    out = wide["mean"].copy()
+    for q in out.columns:
+        out[f"{q}_low"], out[f"{q}_high"] = wide[("ci_low", q)], wide[("ci_high", q)]
+    return out
+
+
+def gradient_stats_ci(
+    long: pd.DataFrame,
+    panels: list[tuple[str, str]],
+    epochs: list[int],
+    dims: list[int],
+    caption: str,
+    bars: tuple[str, str] = ("avg_grad_low", "avg_grad_high"),
+    var: str | None = "grad_var",
+    title: str = "Gradient size and variance, mean and 95% interval over seeds",
+):
+    """The seed chart once per (title, arm) panel, bars and lines with their intervals."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 5.6), squeeze=False)
+    for ax, (name, arm) in zip(axes[0], panels, strict=True):
+        handles = _seed_panel(ax, interval_frame(long, arm), epochs, dims, bars, var, legend=False)
+        n = int(long[long.arm == arm].n_seeds.max())
+        ax.set_title(f"{name} ({n} seeds)")
+    fig.legend(
+        handles,
+        [h.get_label() for h in handles],
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        bbox_to_anchor=(0.5, 0.035),
+    )
+    fig.suptitle(title)
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    return fig
+
+
+def falls(long: pd.DataFrame, panels: list[tuple[str, str]], min_fall: float, caption: str):
+    """Each of the six series' fall from the first to the last plotted epoch, per arm, with
+    intervals; the dashed line is claim 3's threshold."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    series = [
+        (m, q) for m, _, _ in LINES[::-1] for q in ("avg_grad_low", "avg_grad_high", "grad_var")
+    ]
+    colours = {("mrl", "avg_grad_low"): "#fdc58f", ("mrl", "avg_grad_high"): "#e6670d",
+               ("mrl", "grad_var"): "#8c4a2f", ("smrl", "avg_grad_low"): "#9ecae1",
+               ("smrl", "avg_grad_high"): "#4a90c8", ("smrl", "grad_var"): "#1f5fa8"}  # fmt: skip
+    for j, (m, q) in enumerate(series):
+        rows = [
+            long[(long.arm == arm) & (long.method == m) & (long.quantity == f"fall_{q}")].iloc[0]
+            for _, arm in panels
+        ]
+        mean = pd.Series([r["mean"] for r in rows])
+        xs = [i + (j - 2.5) * 0.1 for i in range(len(panels))]
+        ax.errorbar(
+            xs,
+            mean,
+            yerr=_errors(
+                pd.Series([r.ci_low for r in rows]), mean, pd.Series([r.ci_high for r in rows])
+            ),
+            fmt="o" if m == "mrl" else "s",
+            color=colours[(m, q)],
+            capsize=3,
+            label=f"{m.upper()} {q}",
+        )
+    ax.axhline(
+        min_fall, color="#555555", linestyle="--", linewidth=1, label=f"claim 3: {min_fall:g}x"
+    )
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(panels)), [name for name, _ in panels])
+    ax.set_ylabel("fall, first / last plotted epoch")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("How far the gradient statistics fall, mean and 95% interval over seeds")
     fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
@@ -121,7 +246,7 @@ def _heldout_dim(column: str) -> int:
     return int(column.split(".")[0].removeprefix("heldout_d"))
 
 
-def convergence(history: pd.DataFrame, caption: str):
+def convergence(history: pd.DataFrame, caption: str, variance: str = "grad_var_elements"):
     """The paper's three panels over epochs: loss, gradient variance, held-out nDCG@10."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     ndcg_cols = sorted(
@@ -132,7 +257,7 @@ def convergence(history: pd.DataFrame, caption: str):
         style = {"color": METHOD_COLOURS[method], "linestyle": "-" if head == 1 else "--"}
         name = method.upper() + ("" if method == "mrl" else f" step {head}")
         axes[0].plot(rows["epoch"], rows["loss"], label=name, **style)
-        axes[1].plot(rows["epoch"], rows["grad_var"], label=name, **style)
+        axes[1].plot(rows["epoch"], rows[variance], label=name, **style)
         for col in ndcg_cols:
             if rows[col].notna().any():
                 dim = _heldout_dim(col)
@@ -170,6 +295,15 @@ def save(fig, stem: Path, png_metadata: dict[str, str] | None = None) -> list[Pa
 
 def short_commit(commit: str) -> str:
     return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def sweep_caption(p, report: dict, commit: str) -> str:
+    seeds = max(c["seeds"] for c in report["arms"].values())
+    return (
+        f"data {p.data.name} · encoder {p.encoder.model} · {seeds} seeds (train.seed) · "
+        f"{p.train.optimizer} lr {p.train.lr:g} unless stated · variance: "
+        f"{report['variance_definition']} · commit {short_commit(commit)}"
+    )
 
 
 def caption(p, commit: str) -> str:

@@ -1,65 +1,108 @@
-"""Gradient statistics of a head's weights: the per-step recorder, per-epoch statistics, claims.
+"""Gradient statistics of a head's weights: the per-step recorder and per-epoch statistics.
 
-At every optimiser step, before the update, the recorder keeps per output row k of
-G = ∂L/∂W (shape rows × cols) the sum Σ_c G[k, c] and the sum of squares Σ_c G[k, c]².
-Everything the seed figure shows derives from these two vectors exactly (the claims it makes
-are checked in :mod:`smec.claims`):
+At every optimiser step the recorder keeps, per output row k of G = ∂L/∂W (rows × cols, taken
+before the update), the sum Σ_c G[k, c] and the sum of squares Σ_c G[k, c]², and of the update
+the optimiser then applied, ΔW = W_after − W_before, the sum of squares Σ_c ΔW[k, c]². Over an
+epoch it also accumulates, per weight, Σ_t G_t and Σ_t G_t². Everything the figures show derives
+from these exactly (the claims are checked in :mod:`smec.claims`):
 
-- row norm g_k = sqrt(Σ_c G[k, c]²);
-- average gradient of rows [a, b) in epoch e = mean of g_k over k in [a, b) and the steps of e;
-- gradient variance (`elements`, the default) = variance of all rows·cols elements of G,
-  from the sums per step, averaged over the steps of e; `rows` = variance of g_k across rows.
+- row norm g_k = sqrt(Σ_c G[k, c]²); average gradient of rows [a, b) in epoch e = mean of g_k
+  over k in [a, b) and the steps of e; likewise the average update ‖ΔW[k]‖;
+- gradient variance, three readings the paper leaves open (`gradstats.variance`):
+  `elements` (default), the variance of all rows·cols entries of G, per step, averaged over the
+  steps of e; `rows`, the variance of g_k across rows, likewise; `noise`, the variance of each
+  weight's gradient across the steps of e (mini-batch noise), averaged over the weights.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-RECORD_COLUMNS = ["method", "head", "epoch", "step", "row", "cols", "sum", "sumsq"]
+RECORD_COLUMNS = [
+    "method", "head", "epoch", "step", "row", "cols", "sum", "sumsq", "update_sumsq", "noise"
+]  # fmt: skip
+VARIANCES = {"elements": "grad_var_elements", "rows": "grad_var_rows", "noise": "grad_var_noise"}
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    sums: np.ndarray  # (steps, rows) Σ_c G
+    sumsq: np.ndarray  # (steps, rows) Σ_c G²
+    update_sumsq: np.ndarray  # (steps, rows) Σ_c ΔW² (NaN where no update was recorded)
+    noise: np.ndarray  # (rows,) mean over the row's weights of their variance across steps
 
 
 class Recorder:
-    """Collects per-row gradient sums on the training device; copies to the host once per epoch."""
+    """Collects the sums on the training device; copies them to the host once per epoch.
+
+    float32 on the device: a float64 copy of the gradient would cost 50x the sums themselves.
+    """
 
     def __init__(self):
         self._sums: list[torch.Tensor] = []
         self._sumsq: list[torch.Tensor] = []
-        self.epochs: list[tuple[int, np.ndarray, np.ndarray]] = []  # (epoch, sums, sumsq)
+        self._updates: list[torch.Tensor] = []
+        self._wsum: torch.Tensor | None = None  # Σ_t G_t per weight, this epoch
+        self._wsumsq: torch.Tensor | None = None  # Σ_t G_t² per weight
+        self.epochs: list[EpochRecord] = []
         self.cols = 0
 
     @torch.no_grad()
     def record(self, grad: torch.Tensor) -> None:
-        g = grad.detach()  # float32 sums: a float64 copy would cost 50x more per step
+        g = grad.detach()
+        sq = g.square()
         self._sums.append(g.sum(dim=1))
-        self._sumsq.append(g.square().sum(dim=1))
+        self._sumsq.append(sq.sum(dim=1))
+        if self._wsum is None:
+            self._wsum, self._wsumsq = g.clone(), sq
+        else:
+            self._wsum += g
+            self._wsumsq += sq
         self.cols = g.shape[1]
 
-    def end_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Move this epoch's sums to the host as (steps, rows) float64 arrays and return them."""
-        sums = torch.stack(self._sums).cpu().double().numpy()
-        sumsq = torch.stack(self._sumsq).cpu().double().numpy()
-        self._sums, self._sumsq = [], []
-        self.epochs.append((epoch, sums, sumsq))
-        return sums, sumsq
+    @torch.no_grad()
+    def record_update(self, delta: torch.Tensor) -> None:
+        """The step the optimiser took, W_after − W_before, of the step just recorded."""
+        self._updates.append(delta.square().sum(dim=1))
+
+    def end_epoch(self, epoch: int) -> EpochRecord:
+        """Move this epoch's sums to the host (float64) and start the next epoch."""
+        steps = len(self._sums)
+        host = lambda xs: torch.stack(xs).cpu().double().numpy()  # noqa: E731
+        sums, sumsq = host(self._sums), host(self._sumsq)
+        updates = host(self._updates) if self._updates else np.full_like(sums, np.nan)
+        mean = self._wsum.double() / steps
+        noise = (self._wsumsq.double() / steps - mean.square()).mean(dim=1).cpu().numpy()
+        self._sums, self._sumsq, self._updates = [], [], []
+        self._wsum = self._wsumsq = None
+        rec = EpochRecord(epoch, sums, sumsq, updates, noise)
+        self.epochs.append(rec)
+        return rec
 
     def table(self, method: str, head: int) -> pd.DataFrame:
-        """The whole record, one row per step and weight row (the `gradients.parquet` layout)."""
+        """The whole record, one row per step and weight row (the `gradients.parquet` layout);
+        `noise` repeats the row's value for its epoch on each of the epoch's steps."""
         frames, step = [], 0
-        for epoch, sums, sumsq in self.epochs:
-            n_steps, rows = sums.shape
+        for rec in self.epochs:
+            n_steps, rows = rec.sums.shape
             frames.append(
                 pd.DataFrame(
                     {
                         "method": method,
                         "head": head,
-                        "epoch": epoch,
+                        "epoch": rec.epoch,
                         "step": np.repeat(np.arange(step, step + n_steps), rows),
                         "row": np.tile(np.arange(rows), n_steps),
                         "cols": self.cols,
-                        "sum": sums.ravel(),
-                        "sumsq": sumsq.ravel(),
+                        "sum": rec.sums.ravel(),
+                        "sumsq": rec.sumsq.ravel(),
+                        "update_sumsq": rec.update_sumsq.ravel(),
+                        "noise": np.tile(rec.noise, n_steps),
                     }
                 )
             )
@@ -75,59 +118,73 @@ class Recorder:
         self.epochs, self.cols = list(state["epochs"]), state["cols"]
 
 
-def epoch_stats(sums: np.ndarray, sumsq: np.ndarray, cols: int, split: int) -> dict[str, float]:
-    """The seed figure's quantities for one epoch of one head, from (steps, rows) sums.
+def epoch_stats(rec: EpochRecord, cols: int, split: int) -> dict[str, float]:
+    """The figures' quantities for one epoch of one head.
 
     `split` is the first row of the high group: rows [0, split) are ω_i, [split, rows) ω_j.
     """
-    norms = np.sqrt(sumsq)  # g_k per step and row
-    n = sums.shape[1] * cols
+    norms = np.sqrt(rec.sumsq)  # g_k per step and row
+    updates = np.sqrt(rec.update_sumsq)
+    n = rec.sums.shape[1] * cols
     low, high = norms[:, :split].mean(), norms[:, split:].mean()
+    up_low, up_high = updates[:, :split].mean(), updates[:, split:].mean()
     return {
         "avg_grad_low": float(low),
         "avg_grad_high": float(high),
-        "grad_var": float(np.mean(sumsq.sum(1) / n - (sums.sum(1) / n) ** 2)),
-        "grad_var_rows": float(np.mean(norms.var(axis=1))),
         "low_over_high": float(low / high),
-        "steps": len(sums),
+        "grad_var_elements": float(np.mean(rec.sumsq.sum(1) / n - (rec.sums.sum(1) / n) ** 2)),
+        "grad_var_rows": float(np.mean(norms.var(axis=1))),
+        "grad_var_noise": float(rec.noise.mean()),
+        "avg_update_low": float(up_low),
+        "avg_update_high": float(up_high),
+        "update_low_over_high": float(up_low / up_high),
+        "steps": len(rec.sums),
     }
+
+
+def _epoch_record(g: pd.DataFrame, epoch: int) -> EpochRecord:
+    """One epoch of a record table back as (steps, rows) arrays."""
+    g = g.sort_values(["step", "row"])
+    n_rows = g["row"].nunique()
+    shape = (len(g) // n_rows, n_rows)
+    sums, sumsq, updates, noise = (
+        g[c].to_numpy(dtype=float).reshape(shape) for c in ("sum", "sumsq", "update_sumsq", "noise")
+    )
+    return EpochRecord(epoch, sums, sumsq, updates, noise[0])
 
 
 def per_epoch(record: pd.DataFrame, split: int) -> pd.DataFrame:
     """:func:`epoch_stats` per (method, head, epoch) of a gradient record table."""
     rows = []
     for (method, head, epoch), g in record.groupby(["method", "head", "epoch"], sort=True):
-        g = g.sort_values(["step", "row"])
-        n_rows = g["row"].nunique()
-        shape = (len(g) // n_rows, n_rows)
-        stats = epoch_stats(
-            g["sum"].to_numpy().reshape(shape),
-            g["sumsq"].to_numpy().reshape(shape),
-            int(g["cols"].iloc[0]),
-            split,
-        )
+        stats = epoch_stats(_epoch_record(g, epoch), int(g["cols"].iloc[0]), split)
         rows.append({"method": method, "head": head, "epoch": epoch, **stats})
     return pd.DataFrame(rows)
 
 
+FIGURE_COLUMNS = [
+    "method",
+    "epoch",
+    "avg_grad_low",
+    "avg_grad_high",
+    "grad_var",
+    "low_over_high",
+    "grad_var_elements",
+    "grad_var_rows",
+    "grad_var_noise",
+    "avg_update_low",
+    "avg_update_high",
+    "update_low_over_high",
+    "steps",
+]
+
+
 def figure_table(record: pd.DataFrame, dims: list[int], variance: str) -> pd.DataFrame:
     """One row per method and epoch for the head of width dims[0] (MRL's head, SMRL's step 1);
-    `grad_var` holds the chosen variance definition, both definitions stay in their columns."""
+    `grad_var` holds the chosen variance reading, all three stay in their own columns."""
     table = per_epoch(record[record["head"] == 1], split=dims[1])
-    table = table.rename(columns={"grad_var": "grad_var_elements"})
-    table["grad_var"] = table["grad_var_rows" if variance == "rows" else "grad_var_elements"]
-    cols = [
-        "method",
-        "epoch",
-        "avg_grad_low",
-        "avg_grad_high",
-        "grad_var",
-        "low_over_high",
-        "grad_var_elements",
-        "grad_var_rows",
-        "steps",
-    ]
-    return table[cols].sort_values(["method", "epoch"]).reset_index(drop=True)
+    table["grad_var"] = table[VARIANCES[variance]]
+    return table[FIGURE_COLUMNS].sort_values(["method", "epoch"]).reset_index(drop=True)
 
 
 SERIES = ("avg_grad_low", "avg_grad_high", "grad_var")

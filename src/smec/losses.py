@@ -24,7 +24,8 @@ class Batch:
     rel: torch.Tensor  # (B, B): graded relevance of document c to query b (0 = not relevant)
     q_full: torch.Tensor  # (B, D_in) frozen embeddings
     d_full: torch.Tensor  # (B, D_in)
-    temperature: float = 0.05
+    temperature: float = 0.05  # ce
+    rank_scale: float = 1.0  # rank: s in softplus(s · (s_bk - s_bj)); 1 is the paper's formula
 
     @cached_property
     def positives(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,13 +58,16 @@ def prefix_cosine(a: torch.Tensor, b: torch.Tensor, dims: list[int]) -> torch.Te
 def rank(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch.Tensor:
     """Pairwise ranking loss of Search-Adaptor / Matryoshka-Adaptor, per width.
 
-    L = mean over (b, j, k) with y_bj > y_bk of (y_bj - y_bk) * log(1 + exp(s_bk - s_bj)),
-    s = cosine(q_b, d_·), y = graded relevance. (The paper writes a sum; the mean over the
-    valid triples keeps the scale independent of the batch size.)
+    L = mean over (b, j, k) with y_bj > y_bk of (y_bj - y_bk) * log(1 + exp(σ (s_bk - s_bj))),
+    s = cosine(q_b, d_·), y = graded relevance, σ = `batch.rank_scale` (1 in the paper). (The
+    paper writes a sum; the mean over the valid triples keeps the scale independent of the batch
+    size.) With σ = 1 the softplus argument stays in [-2, 2], so every triple keeps a weight of
+    at least sigmoid(-2) = 0.12 however well the batch is ranked; a larger σ lets the loss
+    saturate as InfoNCE's 1/τ does.
     """
     s = prefix_cosine(q, d, dims)  # (L, B, B)
     b, j, gain = batch.positives
-    terms = gain * F.softplus(s[:, b, :] - s[:, b, j][..., None])  # (L, P, B)
+    terms = gain * F.softplus(batch.rank_scale * (s[:, b, :] - s[:, b, j][..., None]))
     return terms.sum(dim=(1, 2)) / (gain > 0).sum().clamp(min=1)
 
 

@@ -63,18 +63,12 @@ class Train(_Section):
     smrl_step_loss: Literal["single", "pair"] = "single"
     smrl_step_epochs: PosInt | None = None
     heldout_eval: bool = True
+    rank_scale: Annotated[float, Field(gt=0)] = 1.0
 
     @model_validator(mode="after")
     def _nesting(self) -> Train:
         dims = self.method_dims
-        if len(dims) < 2:
-            raise ValueError(f"train.method_dims={dims}: needs at least two nested dimensions")
-        for big, small in itertools.pairwise(dims):
-            if big != 2 * small:
-                raise ValueError(
-                    f"train.method_dims={dims}: each dimension must be half the one before "
-                    f"({big} -> {small})"
-                )
+        _halvings(dims, "train.method_dims")
         if self.mrl_weights is not None and len(self.mrl_weights) != len(dims):
             raise ValueError(
                 f"train.mrl_weights={self.mrl_weights}: needs one weight per dimension of "
@@ -93,10 +87,47 @@ class Train(_Section):
 
 
 class Gradstats(_Section):
-    variance: Literal["elements", "rows"] = "elements"
+    variance: Literal["elements", "rows", "noise"] = "elements"
     claim1_mrl_min_ratio: Annotated[float, Field(gt=1)] = 2.0
     claim1_smrl_max_ratio: Annotated[float, Field(ge=1)] = 1.25
     claim3_min_fall: Annotated[float, Field(gt=1)] = 10.0
+
+
+class Sweep(_Section):
+    seeds: PosInt = 5
+
+
+def _halvings(dims: list[int], key: str) -> None:
+    if len(dims) < 2:
+        raise ValueError(f"{key}={dims}: needs at least two nested dimensions")
+    for big, small in itertools.pairwise(dims):
+        if big != 2 * small:
+            raise ValueError(
+                f"{key}={dims}: each dimension must be half the one before ({big} -> {small})"
+            )
+
+
+class Law(_Section):
+    nestings: list[list[PosInt]] = [[192, 96], [256, 128], [128, 64]]
+    weights: list[list[Annotated[float, Field(gt=0)]]] = [[1.0, 0.5], [1.0, 2.0]]
+    seeds: PosInt = 5
+
+    @model_validator(mode="after")
+    def _shapes(self) -> Law:
+        for dims in self.nestings:
+            _halvings(dims, "law.nestings")
+            if len(dims) != 2:
+                raise ValueError(f"law.nestings={self.nestings}: each is a pair (D, D/2)")
+        for w in self.weights:
+            if len(w) != 2:
+                raise ValueError(f"law.weights={self.weights}: each is a pair (c1, c2)")
+        return self
+
+    def configs(self) -> list[tuple[list[int], list[float]]]:
+        """Every nesting with equal weights, then the first nesting with each weighting."""
+        return [(d, [1.0, 1.0]) for d in self.nestings] + [
+            (self.nestings[0], w) for w in self.weights
+        ]
 
 
 class Evaluate(_Section):
@@ -117,6 +148,8 @@ class Params(_Section):
     encoder: Encoder = Encoder()
     train: Train = Train()
     gradstats: Gradstats = Gradstats()
+    sweep: Sweep = Sweep()
+    law: Law = Law()
     evaluate: Evaluate = Evaluate()
     render: Render = Render()
     tracking: Tracking = Tracking()
@@ -133,6 +166,27 @@ class Params(_Section):
         if not self.render.epochs:
             raise ValueError("render.epochs: needs at least one epoch")
         return self
+
+
+# The training params each sweep arm sets itself (dvc.yaml's `sweep` foreach items).
+ARM_FIELDS = ("loss", "optimizer", "lr", "momentum", "rank_scale")
+
+
+def overrides(args: list[str]) -> dict[str, str]:
+    """`--key value` pairs (DVC's dict unpacking of a foreach item) as {key: value}."""
+    if len(args) % 2 or not all(a.startswith("--") for a in args[::2]):
+        raise SmecError(f"expected --key value pairs, got {' '.join(args)!r}")
+    return {k[2:].replace("-", "_"): v for k, v in zip(args[::2], args[1::2], strict=True)}
+
+
+def with_train(params: Params, changes: dict, context: str) -> Params:
+    """`params` with some `train` keys changed, validated like params.yaml itself."""
+    raw = params.model_dump()
+    raw["train"] |= changes
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise SmecError(_one_line(err, Path(context), raw)) from None
 
 
 def _one_line(err: ValidationError, path: Path, raw: dict) -> str:

@@ -137,9 +137,11 @@ def stage_run(
     checkout: Path,
     run_id: str | None = None,
     tags: dict[str, str] | None = None,
+    label: str = "",
 ) -> Iterator:
     """A stage's MLflow run, nested under its pipeline execution's run, with the full params
-    (or, with `run_id`, the same run resumed and moved under the current execution)."""
+    (or, with `run_id`, the same run resumed and moved under the current execution). A stage
+    that trains several models names each run with a `label` (`sweep@ce mrl · ...`)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -161,7 +163,7 @@ def stage_run(
         else:
             with mlflow.start_run(
                 experiment_id=experiment_id(p.tracking.experiment),
-                run_name=f"{stage} · {params.changed(p)}",
+                run_name=f"{stage}{' ' + label if label else ''} · {params.changed(p)}",
                 parent_run_id=parent,
                 tags=all_tags,
             ) as run:
@@ -180,6 +182,21 @@ def ui_url(experiment: str, base: str = "http://127.0.0.1:5000") -> str:
     exp = mlflow.MlflowClient(tracking_uri()).get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else ""
     return f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+
+
+def log_steps(steps: list[tuple[int, dict[str, float]]]) -> None:
+    """(step, metrics) pairs for the active run, in one batch: one call per epoch would cost
+    seconds on a sqlite store."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, int(step)) for step, ms in steps for k, v in ms.items()]
+    client = mlflow.MlflowClient(tracking_uri())
+    for start in range(0, len(batch), 1000):  # MLflow's limit per call
+        client.log_batch(mlflow.active_run().info.run_id, metrics=batch[start : start + 1000])
 
 
 def log_to_parent(run, metrics: dict[str, float]) -> None:

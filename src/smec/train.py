@@ -138,6 +138,7 @@ class HeadTrainer:
     sched: torch.optim.lr_scheduler.LRScheduler
     recorder: gradstats.Recorder | None
     temperature: float
+    rank_scale: float = 1.0
 
     @classmethod
     def build(
@@ -156,6 +157,7 @@ class HeadTrainer:
             sched,
             gradstats.Recorder(),
             cfg.temperature,
+            cfg.rank_scale,
         )
 
     def epoch(self, batch_idx: list[torch.Tensor]) -> float:
@@ -165,13 +167,19 @@ class HeadTrainer:
         for idx in batch_idx:
             idx = idx.to(data.pairs.device)
             qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
-            batch = Batch(data.relevance(qi, di), data.q[qi], data.c[di], self.temperature)
+            batch = Batch(
+                data.relevance(qi, di), data.q[qi], data.c[di], self.temperature, self.rank_scale
+            )
             loss = self.loss_fn(self.head(self.xq[qi]), self.head(self.xc[di]), batch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            if self.recorder is not None:
+            if self.recorder is None:
+                self.opt.step()
+            else:
+                before = self.head.weight.detach().clone()
                 self.recorder.record(self.head.weight.grad)
-            self.opt.step()
+                self.opt.step()
+                self.recorder.record_update(self.head.weight.detach() - before)
             self.sched.step()
             total += loss.detach()
         return float(total) / max(len(batch_idx), 1)
@@ -253,7 +261,7 @@ def _fit_head(
                 f"lower train.lr (now {cfg.lr:g})"
             )
         stats = gradstats.epoch_stats(
-            *trainer.recorder.end_epoch(epoch), trainer.recorder.cols, split=spec.out_dim // 2
+            trainer.recorder.end_epoch(epoch), trainer.recorder.cols, split=spec.out_dim // 2
         )
         row = {
             "method": method,
@@ -313,7 +321,7 @@ def metric_names(row: dict) -> dict[str, float]:
     every method and head, plus log10 of the variances (the UI's axes show 1e-7 as 0)."""
     skip = ("method", "head", "epoch", "global_epoch")
     out = {k: float(v) for k, v in row.items() if k not in skip}
-    for key in ("grad_var", "grad_var_rows"):
-        if key in out and out[key] > 0:
+    for key in gradstats.VARIANCES.values():
+        if out.get(key, 0) > 0:
             out[f"log10_{key}"] = math.log10(out[key])
     return out
