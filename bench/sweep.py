@@ -14,6 +14,7 @@ speedup (per-seed total / one process), seeds, epochs, ...
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import subprocess
@@ -43,10 +44,10 @@ def command(tmp: Path, params: Path) -> list[str]:
     """`sweep@rank`'s command from dvc.yaml, its outputs moved into `tmp`."""
     words = stage_words(ROOT, "sweep@rank")
     outs = {"--stats", "--retrieval", "--checkpoints"}
-    return [sys.executable] + [
-        str(tmp / Path(w).name) if prev in outs else w
-        for prev, w in zip(["", *words[1:]], words[1:], strict=True)
-    ] + ["--params", str(params)]  # fmt: skip
+    moved = [
+        str(tmp / Path(w).name) if prev in outs else w for prev, w in itertools.pairwise(words)
+    ]
+    return [sys.executable, *moved, "--params", str(params)]
 
 
 def main() -> None:
