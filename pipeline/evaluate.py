@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import torch
 
-from smec import artifacts, heads, params, retrieval, tracking
+from smec import artifacts, methods, params, retrieval, tracking
 from smec.cli import main, parser
 from smec.device import resolve
 
@@ -39,16 +39,13 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     dims = p.train.method_dims
     variants = list(retrieval.baselines(q, c, [c.shape[1], *dims]))
     for method, path in (("mrl", args.mrl_heads), ("smrl", args.smrl_heads)):
-        hs = [h.to(device) for h in artifacts.read_heads(path)[1]]
+        hs = [m.to(device) for m in methods.restore(*artifacts.read_modules(path))]
         for d in dims:
-            variants.append(
-                (
-                    method,
-                    d,
-                    heads.embed_at(method, hs, dims, q, d),
-                    heads.embed_at(method, hs, dims, c, d),
-                )
+            zq, zc = (
+                methods.embed_at(method, hs, dims, q, d),
+                methods.embed_at(method, hs, dims, c, d),
             )
+            variants.append((method, d, zq, zc))
     table = retrieval.table(variants, qids, list(ds.corpus.corpus_id), qrels, p.evaluate.chunk_size)
     nested = retrieval.metrics(table)
     artifacts.write_csv(args.table, table, float_format="%.6f")

@@ -29,6 +29,7 @@ INPUTS = (
     "smrl-run",
     "intervals",
     "arm-claims",
+    "comparison",
 )
 
 
@@ -124,7 +125,20 @@ def run(argv: list[str] | None = None) -> dict:
         )
         paths += figures.save(figures.retrieval(retrieval_table, caption), out / "retrieval", meta)
         paths += sweep_figures(p, args, dims, out, meta, commit)
-        for path in [*paths, args.table, args.claims, args.intervals, args.arm_claims]:
+        compare_caption = figures.compare_caption(p, commit)
+        paths += figures.save(
+            figures.comparison(artifacts.read_csv(args.comparison), compare_caption),
+            out / "comparison",
+            meta,
+        )
+        for path in [
+            *paths,
+            args.table,
+            args.claims,
+            args.intervals,
+            args.arm_claims,
+            args.comparison,
+        ]:
             mlflow.log_artifact(str(path))
     client = mlflow.MlflowClient(tracking.tracking_uri())
     for run_id in runs.values():

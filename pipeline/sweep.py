@@ -19,7 +19,7 @@ import _bootstrap  # first: this checkout's code, under the project's interprete
 import mlflow
 import pandas as pd
 
-from smec import artifacts, gradstats, heads, params, provenance, retrieval, tracking, train
+from smec import artifacts, gradstats, methods, params, provenance, retrieval, tracking, train
 from smec.checkpoint import Checkpoint
 from smec.cli import main, parser
 from smec.device import resolve
@@ -30,20 +30,14 @@ OUTPUTS = ("stats", "retrieval")
 METHODS = ("mrl", "smrl")
 
 
-def checkpoint_key(p: params.Params, method: str, inputs: list[Path]) -> str:
-    code = provenance.closure(Path(__file__).resolve(), _bootstrap.CHECKOUT / "src")
-    settings = {"method": method, "data": p.data.model_dump(), "train": p.train.model_dump()}
-    return provenance.digest([*code, *inputs], _bootstrap.CHECKOUT, settings)
-
-
 def test_scores(method, hs, dims, q, c, qids, cids, qrels) -> list[dict[str, float]]:
     """nDCG@10, Recall@100 and MRR@10 of the test queries at every width."""
     return [
         {
             "dim": d,
             **retrieval.score(
-                heads.embed_at(method, hs, dims, q, d),
-                heads.embed_at(method, hs, dims, c, d),
+                methods.embed_at(method, hs, dims, q, d),
+                methods.embed_at(method, hs, dims, c, d),
                 qids,
                 cids,
                 qrels,
@@ -74,9 +68,15 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     for seed in range(p.sweep.seeds):
         ps = params.with_train(p, {"seed": seed, "heldout_eval": False}, "sweep")
         for method in METHODS:
-            ckpt = Checkpoint(
-                args.checkpoints / f"{method}-seed{seed}.pt", checkpoint_key(ps, method, inputs)
+            settings = {
+                "method": method,
+                "data": ps.data.model_dump(),
+                "train": ps.train.model_dump(),
+            }
+            key = provenance.stage_key(
+                Path(__file__).resolve(), _bootstrap.CHECKOUT, inputs, settings
             )
+            ckpt = Checkpoint(args.checkpoints / f"{method}-seed{seed}.pt", key)
             checkpoints.append(ckpt)
             done = ckpt.load()
             with tracking.stage_run(
@@ -89,7 +89,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
             ) as run:
                 result = train.fit(method, ps.train, data, ckpt, run_id=run.info.run_id)
                 table = gradstats.figure_table(result.record, dims, p.gradstats.variance)
-                test = test_scores(method, result.heads, dims, q_test, data.c, qids, cids, qrels)
+                test = test_scores(method, result.modules, dims, q_test, data.c, qids, cids, qrels)
                 if not mlflow.get_run(run.info.run_id).data.metrics:  # not logged before a stop
                     tracking.log_steps(
                         [(row["global_epoch"], train.metric_names(row)) for row in

@@ -21,9 +21,8 @@ OUTPUTS = ("heads", "gradients", "history", "run-json")
 
 def checkpoint_key(p: params.Params, method: str, inputs: list) -> str:
     """Params, this stage's code (its import closure) and its input files."""
-    code = provenance.closure(Path(__file__).resolve(), _bootstrap.CHECKOUT / "src")
     settings = {"method": method, **{s: getattr(p, s).model_dump() for s in ("data", "train")}}
-    return provenance.digest([*code, *inputs], _bootstrap.CHECKOUT, settings)
+    return provenance.stage_key(Path(__file__).resolve(), _bootstrap.CHECKOUT, inputs, settings)
 
 
 def run(argv: list[str] | None = None) -> train.Result:
@@ -63,13 +62,8 @@ def run(argv: list[str] | None = None) -> train.Result:
                 train.metric_names(row), step=row["global_epoch"]
             ),
         )
-        artifacts.write_heads(
-            args.heads,
-            args.method,
-            data.q.shape[1],
-            p.train.method_dims,
-            [h.cpu() for h in result.heads],
-        )
+        meta = {"method": args.method, "dims": p.train.method_dims, "in_dim": data.q.shape[1]}
+        artifacts.write_modules(args.heads, meta, [m.cpu() for m in result.modules])
         artifacts.write_parquet(args.gradients, result.record)
         artifacts.write_csv(args.history, result.history, float_format="%.8g")
         artifacts.write_json(args.run_json, {**tracking.run_info(mlrun), "method": args.method})
@@ -78,7 +72,7 @@ def run(argv: list[str] | None = None) -> train.Result:
     checkpoint.clear()
     last = result.history.iloc[-1]
     print(
-        f"{args.method}: {len(result.heads)} head(s), final loss {last['loss']:.4f}, "
+        f"{args.method}: {len(result.modules)} head(s), final loss {last['loss']:.4f}, "
         f"MLflow run {result.run_id}"
     )
     return result

@@ -83,7 +83,7 @@ def test_the_noise_reading_is_each_weights_variance_across_steps_averaged():
 
 def test_the_update_record_is_w_after_minus_w_before_at_every_step():
     """Snapshots of W after each Adam step (an optimiser hook), differenced, against the record."""
-    from smec import synthetic, train
+    from smec import methods, synthetic, train
     from smec.losses import LOSSES
     from smec.nesting import NestedLoss
     from smec.params import Train
@@ -95,10 +95,9 @@ def test_the_update_record_is_w_after_minus_w_before_at_every_step():
     snapshots = [head.weight.detach().clone()]
     opt.register_step_post_hook(lambda *_: snapshots.append(head.weight.detach().clone()))
     rec = gradstats.Recorder()
-    trainer = train.HeadTrainer(
-        head, data.q, data.c, data, NestedLoss(LOSSES["rank"], [8, 4]), opt, sched, rec, 0.05
-    )
-    trainer.epoch(train.batches(64, 16, 0, 1, 0))
+    objective = methods.NestedObjective(NestedLoss(LOSSES["rank"], [8, 4]))
+    trainer = train.StepTrainer(head, objective, data.q, data.c, data, opt, sched, rec)
+    trainer.epoch(train.batches(64, 16, 0, 1, 0), 0.0, torch.Generator())
     epoch = rec.end_epoch(0)
     deltas = torch.stack([b - a for a, b in itertools.pairwise(snapshots)]).double()
     np.testing.assert_allclose(epoch.update_sumsq, deltas.square().sum(dim=2).numpy(), rtol=1e-5)

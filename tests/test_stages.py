@@ -255,7 +255,8 @@ def test_the_train_stage_discards_a_stale_checkpoint_and_trains_from_scratch(tra
     root, p = trained
     stale = root / "checkpoints/mrl/state.pt"
     Checkpoint(stale, "made-by-older-code").save(
-        {"done": [], "records": [], "history": [{"junk": 1}], "current": None, "run_id": None}
+        {"done": [], "records": [], "history": [{"junk": 1}], "current": None, "run_id": None},
+        force=True,
     )
     result = run_stage("train@mrl", root, p)
     assert "discarding checkpoint" in capsys.readouterr().out

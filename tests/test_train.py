@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from smec import gradstats, heads, losses, synthetic, train
+from smec import gradstats, heads, losses, methods, synthetic, train
 from smec.checkpoint import Checkpoint
 from smec.params import Train
 
@@ -92,7 +92,7 @@ def test_smrl_later_steps_leave_earlier_heads_untouched(data, tmp_path):
     end of the whole chain."""
     cfg = Train(method_dims=[192, 96, 48], epochs=2, heldout_eval=False)
     whole = fit("smrl", cfg, data, tmp_path / "whole")
-    assert [(h.in_features, h.out_features) for h in whole.heads] == [
+    assert [(h.in_features, h.out_features) for h in whole.modules] == [
         (384, 192),
         (192, 96),
         (96, 48),
@@ -102,12 +102,12 @@ def test_smrl_later_steps_leave_earlier_heads_untouched(data, tmp_path):
         if row["head"] == 2:
             raise Stop
 
-    ckpt = Checkpoint(tmp_path / "cut.pt", "k")
+    ckpt = Checkpoint(tmp_path / "cut.pt", "k", every=0)
     with pytest.raises(Stop):
         train.fit("smrl", cfg, data, ckpt, on_epoch=stop_in_step_2)
-    after_step_1 = torch.load(ckpt.path, weights_only=False)["current"]["head"]["weight"]
-    assert torch.equal(whole.heads[0].weight, after_step_1)
-    assert all(not p.requires_grad for h in whole.heads for p in h.parameters())
+    after_step_1 = torch.load(ckpt.path, weights_only=False)["done"][0]["weight"]
+    assert torch.equal(whole.modules[0].weight, after_step_1)
+    assert all(not p.requires_grad for h in whole.modules for p in h.parameters())
 
 
 def test_compressed_embeddings_come_from_each_methods_own_heads():
@@ -115,14 +115,14 @@ def test_compressed_embeddings_come_from_each_methods_own_heads():
     x = torch.randn(5, 384, generator=gen)
     w = [torch.nn.Linear(384, 192, bias=False), torch.nn.Linear(192, 96, bias=False)]
     dims = [192, 96]
-    smrl_96 = heads.embed_at("smrl", w, dims, x, 96)
+    smrl_96 = methods.embed_at("smrl", w, dims, x, 96)
     torch.testing.assert_close(smrl_96, x @ w[0].weight.T @ w[1].weight.T)  # W2·W1·x
     torch.testing.assert_close(
-        heads.embed_at("mrl", w[:1], dims, x, 96), (x @ w[0].weight.T)[:, :96]
+        methods.embed_at("mrl", w[:1], dims, x, 96), (x @ w[0].weight.T)[:, :96]
     )
-    torch.testing.assert_close(heads.embed_at("smrl", w, dims, x, 192), x @ w[0].weight.T)
+    torch.testing.assert_close(methods.embed_at("smrl", w, dims, x, 192), x @ w[0].weight.T)
     with pytest.raises(ValueError, match="dim 48 is not one of"):
-        heads.embed_at("smrl", w, dims, x, 48)
+        methods.embed_at("smrl", w, dims, x, 48)
 
 
 def test_smrl_held_out_ndcg_is_named_by_width_alone(data, tmp_path):
@@ -137,7 +137,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(data, tmp_path):
     cfg = Train(epochs=2, heldout_eval=False)
     a, b = fit("smrl", cfg, data, tmp_path / "a"), fit("smrl", cfg, data, tmp_path / "b")
     assert a.record.equals(b.record)
-    for ha, hb in zip(a.heads, b.heads, strict=True):
+    for ha, hb in zip(a.modules, b.modules, strict=True):
         assert torch.equal(ha.weight, hb.weight)
     c = fit("smrl", Train(epochs=2, heldout_eval=False, seed=1), data, tmp_path / "c")
     assert not a.record.equals(c.record)
@@ -154,33 +154,33 @@ def test_resume_after_interruption_ends_identical(data, tmp_path, method, stop_a
         if len(seen) == stop_after + 1:  # dies after this epoch's checkpoint is not yet written
             raise Stop
 
-    ckpt = Checkpoint(tmp_path / "cut" / "state.pt", "key")
+    ckpt = Checkpoint(tmp_path / "cut" / "state.pt", "key", every=0)
     with pytest.raises(Stop):
         train.fit(method, cfg, data, ckpt, on_epoch=interrupt)
     assert ckpt.path.exists()
     resumed = train.fit(method, cfg, data, ckpt)
     assert resumed.record.equals(whole.record)
     assert resumed.history.drop(columns="seconds").equals(whole.history.drop(columns="seconds"))
-    for hw, hr in zip(whole.heads, resumed.heads, strict=True):
+    for hw, hr in zip(whole.modules, resumed.modules, strict=True):
         assert torch.equal(hw.weight, hr.weight)
 
 
 def test_a_checkpoint_made_under_another_key_is_discarded_with_a_notice(data, tmp_path, capsys):
     cfg = Train(epochs=1, heldout_eval=False)
     Checkpoint(tmp_path / "state.pt", "old").save(
-        {"done": ["junk"], "records": [], "history": [], "current": None}
+        {"done": ["junk"], "records": [], "history": [], "current": None}, force=True
     )
     other = Checkpoint(tmp_path / "state.pt", "new")
     assert other.load() is None
     assert "discarding checkpoint" in capsys.readouterr().out
     assert not other.path.exists()
-    assert len(train.fit("mrl", cfg, data, other).heads) == 1
+    assert len(train.fit("mrl", cfg, data, other).modules) == 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_cuda_path_matches_cpu_structure(tmp_path):
     data = synthetic.latent_factor_data(n_pairs=256, n_docs=512, device="cuda")
     result = fit("mrl", Train(epochs=1, heldout_eval=True, device="cuda"), data, tmp_path)
-    assert result.heads[0].weight.device.type == "cuda"
+    assert result.modules[0].weight.device.type == "cuda"
     stats = gradstats.per_epoch(result.record, split=96)
     assert 2.6 < stats.low_over_high.iloc[0] < 3.6

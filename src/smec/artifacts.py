@@ -95,24 +95,14 @@ def read_parquet(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def write_heads(path: Path, method: str, in_dim: int, dims: list[int], heads: list[nn.Linear]):
-    """A method's trained heads: their weights, shapes, and the widths they produce."""
-    state = {
-        "method": method,
-        "in_dim": in_dim,
-        "dims": dims,
-        "heads": [h.state_dict() for h in heads],
-        "shapes": [(h.in_features, h.out_features, h.bias is not None) for h in heads],
-    }
+def write_modules(path: Path, meta: dict, modules: list[nn.Module]) -> None:
+    """A method's trained modules: their weights, and what `smec.methods.restore` needs to
+    rebuild them (`method`, `dims`, `in_dim`)."""
+    state = {"meta": meta, "states": [m.state_dict() for m in modules]}
     atomic.write(path, lambda p: torch.save(state, p))
 
 
-def read_heads(path: Path) -> tuple[dict, list[nn.Linear]]:
+def read_modules(path: Path) -> tuple[dict, list[dict]]:
     require(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    heads = []
-    for (i, o, bias), sd in zip(state["shapes"], state["heads"], strict=True):
-        head = nn.Linear(i, o, bias=bias)
-        head.load_state_dict(sd)
-        heads.append(head.eval())
-    return state, heads
+    return state["meta"], state["states"]

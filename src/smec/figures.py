@@ -241,6 +241,51 @@ def retrieval(table: pd.DataFrame, caption: str):
     return fig
 
 
+COMPARE_STYLE = {  # method: (colour, marker, linestyle); the untrained baselines dashed
+    "truncate": ("#7f7f7f", "x", "--"),
+    "pca": ("#2ca02c", "+", "--"),
+    "mrl": ("#e6670d", "o", "-"),
+    "smrl": ("#1f5fa8", "s", "-"),
+    "smrl_ads": ("#6a3d9a", "^", "-"),
+    "smec": ("#d62728", "D", "-"),
+    "mrl_adaptor": ("#b15928", "v", "-"),
+    "search_adaptor": ("#17becf", "P", "-"),
+}
+
+
+def comparison(table: pd.DataFrame, caption: str):
+    """nDCG@10 against width for every method, with 95% intervals over seeds."""
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    methods = [m for m in COMPARE_STYLE if m in set(table.method)]
+    for j, method in enumerate(methods):
+        rows = table[table.method == method].sort_values("dim")
+        colour, marker, style = COMPARE_STYLE[method]
+        xs = rows["dim"] * 2 ** ((j - len(methods) / 2) * 0.012)  # a little apart, on log2 x
+        ax.errorbar(
+            xs,
+            rows["ndcg_at_10"],
+            yerr=_errors(rows["ci_low"], rows["ndcg_at_10"], rows["ci_high"])
+            if rows["ci_low"].notna().any()
+            else None,
+            color=colour,
+            marker=marker,
+            linestyle=style,
+            capsize=3,
+            label=method,
+        )
+    ax.set_xscale("log", base=2)
+    dims = sorted(table["dim"].unique())
+    ax.set_xticks(dims, [str(d) for d in dims])
+    ax.set_xlabel("dimension")
+    ax.set_ylabel("nDCG@10 (test queries)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Every method at every width, mean and 95% interval over seeds")
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
 def _heldout_dim(column: str) -> int:
     """96 from `heldout_d96.ndcg_at_10`."""
     return int(column.split(".")[0].removeprefix("heldout_d"))
@@ -295,6 +340,15 @@ def save(fig, stem: Path, png_metadata: dict[str, str] | None = None) -> list[Pa
 
 def short_commit(commit: str) -> str:
     return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def compare_caption(p, commit: str) -> str:
+    c = p.compare
+    return (
+        f"data {p.data.name} · encoder {p.encoder.model} · loss {c.loss} · {c.epochs} epochs per "
+        f"module · {c.seeds} seeds · selection: {c.select} · {p.train.optimizer} lr "
+        f"{p.train.lr:g} · commit {short_commit(commit)}"
+    )
 
 
 def sweep_caption(p, report: dict, commit: str) -> str:

@@ -162,6 +162,15 @@ def per_epoch(record: pd.DataFrame, split: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def kept_rows(record: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
+    """The record of the given weight rows only, renumbered 0.. in their order (an ADS head's
+    kept rows: the first half of them is its "low" group, the second its "high")."""
+    position = {r: i for i, r in enumerate(rows)}
+    kept = record[record["row"].isin(position)].copy()
+    kept["row"] = kept["row"].map(position)
+    return kept
+
+
 FIGURE_COLUMNS = [
     "method",
     "epoch",

@@ -37,15 +37,3 @@ def apply_chain(heads: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
     for head in heads:
         x = head(x)
     return x
-
-
-@torch.no_grad()
-def embed_at(
-    method: str, heads: list[nn.Linear], dims: list[int], x: torch.Tensor, dim: int
-) -> torch.Tensor:
-    """The compressed embedding of width `dim`: MRL's prefix, or SMRL's output of step t."""
-    if dim not in dims:
-        raise ValueError(f"dim {dim} is not one of {dims}")
-    if method == "mrl":
-        return heads[0](x)[:, :dim]
-    return apply_chain(heads[: dims.index(dim) + 1], x)

@@ -67,10 +67,15 @@ VARIANCE_COLUMNS = ("grad_var", "grad_var_elements", "grad_var_rows", "grad_var_
 FALLING = ("avg_grad_low", "avg_grad_high", "grad_var")  # the seed figure's six series
 
 
-def _rows(arm: str, loss: str, method: str, epoch: int, quantity: str, values) -> dict:
-    ci = t_interval(values)
-    return {"arm": arm, "loss": loss, "method": method, "epoch": int(epoch), "quantity": quantity,
-            **as_dict(ci)}  # fmt: skip
+def summarise(df: pd.DataFrame, by: list[str], quantities) -> pd.DataFrame:
+    """The long table of means and intervals over the rows of each group of `df` (its seeds):
+    columns `by`, `quantity`, `mean`, `ci_low`, `ci_high`, `n_seeds`."""
+    rows = [
+        {**dict(zip(by, key, strict=True)), "quantity": q, **as_dict(t_interval(g[q]))}
+        for key, g in df.groupby(by)
+        for q in quantities
+    ]
+    return pd.DataFrame(rows, columns=[*by, "quantity", "mean", "ci_low", "ci_high", "n_seeds"])
 
 
 def mrl_over_smrl(stats: pd.DataFrame, columns=VARIANCE_COLUMNS) -> pd.DataFrame:
@@ -95,25 +100,13 @@ def seed_table(stats: pd.DataFrame, epochs: list[int]) -> pd.DataFrame:
     plotted epoch; MRL/SMRL ratios (method `mrl/smrl`); falls from the first to the last
     plotted epoch (`fall_<quantity>` at the last epoch)."""
     s = stats[stats.epoch.isin(epochs)]
-    rows = [
-        _rows(arm, loss, method, epoch, q, g[q])
-        for (arm, loss, method, epoch), g in s.groupby(["arm", "loss", "method", "epoch"])
-        for q in QUANTITIES
-        if q in s
-    ]
-    ratios = mrl_over_smrl(s)
-    rows += [
-        _rows(arm, loss, "mrl/smrl", epoch, q, g[q])
-        for (arm, loss, epoch), g in ratios.groupby(["arm", "loss", "epoch"])
-        for q in VARIANCE_COLUMNS
-    ]
-    fell = falls(s, epochs[0], epochs[-1])
-    rows += [
-        _rows(arm, loss, method, epochs[-1], f"fall_{q}", g[q])
-        for (arm, loss, method), g in fell.groupby(["arm", "loss", "method"])
-        for q in FALLING
-    ]
-    return pd.DataFrame(rows)
+    by = ["arm", "loss", "method", "epoch"]
+    per_method = summarise(s, by, [q for q in QUANTITIES if q in s])
+    ratios = summarise(mrl_over_smrl(s).assign(method="mrl/smrl"), by, VARIANCE_COLUMNS)
+    fell = falls(s, epochs[0], epochs[-1]).assign(epoch=epochs[-1])
+    fell = fell.rename(columns={q: f"fall_{q}" for q in FALLING})
+    falling = summarise(fell, by, [f"fall_{q}" for q in FALLING])
+    return pd.concat([per_method, ratios, falling], ignore_index=True)
 
 
 def score_table(scores: pd.DataFrame, measures=("ndcg_at_10", "recall_at_100", "mrr_at_10")):

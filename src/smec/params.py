@@ -130,6 +130,38 @@ class Law(_Section):
         ]
 
 
+class Methods(_Section):
+    """The knobs of the comparison's methods (see smec.ads, smec.xbm, smec.adaptors)."""
+
+    tau_start: Annotated[float, Field(gt=0)] = 1.0  # ADS: Gumbel-softmax temperature, annealed
+    tau_end: Annotated[float, Field(gt=0)] = 0.1
+    xbm_capacity: PosInt = 4096  # S-XBM: memory size (capped by the number of items)
+    xbm_k: PosInt = 10  # S-XBM: neighbours per item
+    xbm_weight: Annotated[float, Field(ge=0)] = 1.0  # S-XBM: λ
+    adaptor_topk: PosInt = 10  # Matryoshka-Adaptor: k of L_topk
+    adaptor_alpha: Annotated[float, Field(ge=0)] = 1.0  # weight of L_pair
+    adaptor_beta: Annotated[float, Field(ge=0)] = 1.0  # weight of L_rec
+    adaptor_gamma: Annotated[float, Field(ge=0)] = 1.0  # weight of the ranking loss
+    adaptor_unsupervised: Annotated[float, Field(ge=0, le=1)] = 0.5  # share of epochs before it
+    search_rec_weight: Annotated[float, Field(ge=0)] = 0.1  # Search-Adaptor: λ of L_rec
+
+
+class Compare(_Section):
+    """The comparison: every method at every width, same data, loss, budget and selection."""
+
+    dims: list[PosInt] = [192, 96, 48]
+    loss: Literal["rank", "ce", "mse"] = "rank"
+    epochs: PosInt = 20  # per trained module
+    seeds: PosInt = 5
+    select: Literal["best_heldout", "last"] = "best_heldout"
+    permutations: PosInt = 10_000  # sign flips of the paired test
+
+    @model_validator(mode="after")
+    def _nesting(self) -> Compare:
+        _halvings(self.dims, "compare.dims")
+        return self
+
+
 class Evaluate(_Section):
     chunk_size: PosInt = 8192
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -150,6 +182,8 @@ class Params(_Section):
     gradstats: Gradstats = Gradstats()
     sweep: Sweep = Sweep()
     law: Law = Law()
+    methods: Methods = Methods()
+    compare: Compare = Compare()
     evaluate: Evaluate = Evaluate()
     render: Render = Render()
     tracking: Tracking = Tracking()

@@ -91,6 +91,13 @@ def digest(files: Iterable[Path], root: Path, extra: object = None) -> str:
     return h.hexdigest()[:16]
 
 
+def stage_key(script: Path, checkout: Path, inputs: Iterable[Path], settings: object) -> str:
+    """The key of a stage's resumable state: the stage's code (`script`'s import closure in the
+    checkout's `src/`), the contents of its input files, and `settings` (its params)."""
+    code = closure(script, checkout / "src")
+    return digest([*code, *inputs], checkout, settings)
+
+
 def _dvc_process():
     """The `dvc` process that runs this stage (the nearest ancestor named like it), if any."""
     import psutil

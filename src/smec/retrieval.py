@@ -88,6 +88,25 @@ def evaluate(qrels: dict, run: dict) -> dict[str, float]:
     return {name: float(scores[m]) for name, m in MEASURES.items()}
 
 
+def per_query(
+    queries: torch.Tensor,
+    corpus: torch.Tensor,
+    query_ids,
+    corpus_ids,
+    qrels: dict,
+    chunk_size: int = 8192,
+) -> pd.DataFrame:
+    """Search, then each query's measures (one row per query of `qrels`; a query the run lacks
+    scores 0), for paired tests between methods."""
+    _, top = search(queries, corpus, 100, chunk_size)
+    run = run_dict(query_ids, corpus_ids, top)
+    rows: dict[str, dict[str, float]] = {q: dict.fromkeys(MEASURES, 0.0) for q in qrels}
+    names = {m: name for name, m in MEASURES.items()}
+    for metric in ir_measures.iter_calc(list(MEASURES.values()), qrels, run):
+        rows[metric.query_id][names[metric.measure]] = float(metric.value)
+    return pd.DataFrame([{"query_id": q, **v} for q, v in sorted(rows.items())])
+
+
 def score(
     queries: torch.Tensor,
     corpus: torch.Tensor,

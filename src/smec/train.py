@@ -1,15 +1,17 @@
-"""The training loop for MRL and SMRL heads: device, seeds, optimiser, checkpoints, resume.
+"""The training loop: device, seeds, optimiser, checkpoints, resume, model selection.
 
-Both methods reduce to one loop — train a linear head on fixed inputs with a
-:class:`~smec.nesting.NestedLoss` — planned (:func:`plan`) once for MRL (all nested widths on one
-head) and once per step for SMRL (each step's width, on the frozen output of the steps before).
+Every method reduces to one loop, planned by :func:`smec.methods.plan`: train a module on fixed
+inputs with its step's objective, one step at a time; MRL is one step with all nested widths,
+SMRL one per halving on the frozen output of the steps before (:mod:`smec.methods` has the
+others). The gradient of the module's weight is recorded at every optimiser step.
 
-Determinism: every random draw comes from a generator seeded by (seed, head, epoch), so a run
+Determinism: every random draw comes from a generator seeded by (seed, step, epoch), so a run
 resumed from its checkpoint after epoch e draws exactly what an uninterrupted run draws.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -18,16 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from smec import gradstats, heads, retrieval
+from smec import gradstats, heads, methods, retrieval
 from smec.artifacts import Dataset
 from smec.checkpoint import Checkpoint
 from smec.errors import SmecError
-from smec.losses import LOSSES, Batch
-from smec.nesting import NestedLoss
-from smec.params import Train
+from smec.losses import Batch
+from smec.params import Methods, Train
 
 
 @dataclass
@@ -74,32 +76,6 @@ def train_data(
     )
 
 
-@dataclass(frozen=True)
-class HeadSpec:
-    """One head to train: its widths, the nested widths of its loss, and its epochs."""
-
-    index: int  # 1-based: MRL has head 1; SMRL step t trains head t
-    in_dim: int
-    out_dim: int
-    levels: list[int]  # the widths its loss sees (prefixes of its output)
-    weights: list[float]  # the loss weight of each level
-    epochs: int
-    eval_dims: list[int]  # the method's embeddings this head produces (held-out nDCG@10)
-
-
-def plan(method: str, cfg: Train, in_dim: int) -> list[HeadSpec]:
-    """MRL: one head, all nested widths. SMRL: one head per halving, its own width alone
-    (`single`) or with its half (`pair`)."""
-    dims = cfg.method_dims
-    if method == "mrl":
-        return [HeadSpec(1, in_dim, dims[0], dims, cfg.level_weights, cfg.epochs, dims)]
-    specs = []
-    for t, (i, o) in enumerate(heads.chain_dims(in_dim, dims), 1):
-        levels = [o] if cfg.smrl_step_loss == "single" else [o, o // 2]
-        specs.append(HeadSpec(t, i, o, levels, [1.0] * len(levels), cfg.step_epochs, [o]))
-    return specs
-
-
 def optimizer(head: nn.Module, cfg: Train, total_steps: int):
     params = [p for p in head.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
@@ -126,71 +102,80 @@ def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
 
 
 @dataclass
-class HeadTrainer:
-    """Everything one head's epochs need: the head, its (frozen) inputs, loss and optimiser."""
+class StepTrainer:
+    """Everything one step's epochs need: its module and objective, its (frozen) inputs, the
+    optimiser, and the recorder of the gradient of the module's weight."""
 
-    head: nn.Linear
-    xq: torch.Tensor  # queries through the frozen heads before this one
+    module: nn.Module
+    objective: methods.Objective
+    xq: torch.Tensor  # queries as this step sees them (through the frozen steps before it)
     xc: torch.Tensor  # documents likewise
     data: TrainData
-    loss_fn: NestedLoss
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     recorder: gradstats.Recorder | None
-    temperature: float
+    temperature: float = 0.05
     rank_scale: float = 1.0
 
     @classmethod
     def build(
-        cls, head: nn.Linear, frozen: list[nn.Linear], data: TrainData, cfg: Train, spec: HeadSpec
-    ) -> HeadTrainer:
+        cls,
+        method: str,
+        spec: methods.StepSpec,
+        module: nn.Module,
+        frozen: list[nn.Module],
+        data: TrainData,
+        cfg: Train,
+        opts: Methods,
+    ) -> StepTrainer:
+        xq = heads.apply_chain(frozen, data.q) if spec.chained else data.q
+        xc = heads.apply_chain(frozen, data.c) if spec.chained else data.c
+        tables = {
+            "inputs": torch.cat([xq, xc]),
+            "full": F.normalize(torch.cat([data.q, data.c]), dim=-1),
+            "n_queries": len(data.q),
+        }
         n_steps = steps_per_epoch(len(data.pairs), cfg.batch_size)
-        opt, sched = optimizer(head, cfg, spec.epochs * n_steps)
-        loss_fn = NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights).to(data.q.device)
-        return cls(
-            head,
-            heads.apply_chain(frozen, data.q),
-            heads.apply_chain(frozen, data.c),
-            data,
-            loss_fn,
-            opt,
-            sched,
-            gradstats.Recorder(),
-            cfg.temperature,
-            cfg.rank_scale,
-        )
+        opt, sched = optimizer(module, cfg, spec.epochs * n_steps)
+        objective = methods.objective(method, spec, cfg, opts, tables)
+        return cls(module, objective, xq, xc, data, opt, sched, gradstats.Recorder(),
+                   cfg.temperature, cfg.rank_scale)  # fmt: skip
 
-    def epoch(self, batch_idx: list[torch.Tensor]) -> float:
+    def epoch(self, batch_idx: list[torch.Tensor], progress: float, gen: torch.Generator) -> float:
         """One pass over the training pairs; returns the mean loss."""
         total = 0.0
-        data = self.data
+        data, weight = self.data, self.module.weight
         for idx in batch_idx:
             idx = idx.to(data.pairs.device)
             qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
             batch = Batch(
                 data.relevance(qi, di), data.q[qi], data.c[di], self.temperature, self.rank_scale
             )
-            loss = self.loss_fn(self.head(self.xq[qi]), self.head(self.xc[di]), batch)
+            ctx = methods.Context(progress, gen, qi, di)
+            loss = self.objective(self.module, self.xq[qi], self.xc[di], batch, ctx)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.recorder is None:
                 self.opt.step()
             else:
-                before = self.head.weight.detach().clone()
-                self.recorder.record(self.head.weight.grad)
+                before = weight.detach().clone()
+                self.recorder.record(weight.grad)
                 self.opt.step()
-                self.recorder.record_update(self.head.weight.detach() - before)
+                self.recorder.record_update(weight.detach() - before)
             self.sched.step()
             total += loss.detach()
         return float(total) / max(len(batch_idx), 1)
 
     @torch.no_grad()
     def heldout_ndcg(self, dims: list[int]) -> dict[str, float]:
-        """nDCG@10 of the held-out training queries at each width in `dims`."""
+        """nDCG@10 of the held-out training queries at each width in `dims` (prefixes of the
+        step's evaluation output)."""
         data = self.data
         if len(data.heldout) == 0:
             return {}
-        zq, zc = self.head(self.xq[data.heldout]), self.head(self.xc)
+        self.module.eval()
+        zq, zc = self.module(self.xq[data.heldout]), self.module(self.xc)
+        self.module.train()
         return {
             f"heldout_d{d}.ndcg_at_10": retrieval.score(
                 zq[:, :d], zc[:, :d], data.heldout_ids, data.corpus_ids, data.heldout_qrels
@@ -200,16 +185,16 @@ class HeadTrainer:
 
     def state(self, epoch: int) -> dict:
         return {
-            "head": self.head.state_dict(),
-            "opt": self.opt.state_dict(),
+            "module": copy.deepcopy(self.module.state_dict()),
+            "opt": copy.deepcopy(self.opt.state_dict()),
             "sched": self.sched.state_dict(),
             "epoch": epoch,
             "recorder": self.recorder.state(),
         }
 
     def load_state(self, state: dict) -> int:
-        """Restore a mid-head state; returns the first epoch still to train."""
-        self.head.load_state_dict(state["head"])
+        """Restore a mid-step state; returns the first epoch still to train."""
+        self.module.load_state_dict(state["module"])
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.recorder.load_state(state["recorder"])
@@ -218,9 +203,10 @@ class HeadTrainer:
 
 @dataclass
 class Result:
-    heads: list[nn.Linear]
-    record: pd.DataFrame
-    history: pd.DataFrame
+    modules: list[nn.Module]
+    record: pd.DataFrame  # the gradient record of every step
+    history: pd.DataFrame  # one row per step and epoch
+    selection: pd.DataFrame  # per step: the epoch whose weights it kept, and why
     run_id: str | None
 
 
@@ -229,39 +215,42 @@ def seed_everything(seed: int, device: torch.device) -> None:
     torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
 
 
-def _fit_head(
+def _generator(seed: int, step: int, epoch: int) -> torch.Generator:
+    """This epoch's draws (ADS's Gumbel noise), apart from the batch order's."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step * 1009 + epoch + 500_009)
+
+
+def _fit_step(
     method: str,
-    spec: HeadSpec,
-    trainer: HeadTrainer,
+    spec: methods.StepSpec,
+    trainer: StepTrainer,
     cfg: Train,
     state: dict,
     checkpoint: Checkpoint,
     on_epoch: Callable[[dict], None],
+    select_best: bool,
 ) -> None:
-    """Train one head epoch by epoch, checkpointing after each; its record joins `state`."""
-    start = trainer.load_state(state["current"]) if state["current"] is not None else 0
-    offset = (spec.index - 1) * cfg.step_epochs if method != "mrl" else 0
-    bar = tqdm(
-        range(start, spec.epochs),
-        desc=f"{method} head {spec.index}",
-        unit="epoch",
-        initial=start,
-        total=spec.epochs,
-        leave=False,
-    )
+    """Train one step epoch by epoch, checkpointing after each; with `select_best`, end on the
+    weights of the epoch with the best held-out nDCG@10 (mean over the step's widths)."""
+    current = state["current"]
+    start = trainer.load_state(current) if current is not None else 0
+    best = current["best"] if current is not None else None
+    offset = (spec.index - 1) * spec.epochs  # one timeline over the steps, for MLflow
+    bar = tqdm(range(start, spec.epochs), desc=f"{method} step {spec.index}", unit="epoch",
+               initial=start, total=spec.epochs, leave=False, disable=None)  # fmt: skip
     for epoch in bar:
         t0 = time.perf_counter()
         lr = trainer.sched.get_last_lr()[0]
-        loss = trainer.epoch(
-            batches(len(trainer.data.pairs), cfg.batch_size, cfg.seed, spec.index, epoch)
-        )
+        batch_idx = batches(len(trainer.data.pairs), cfg.batch_size, cfg.seed, spec.index, epoch)
+        gen = _generator(cfg.seed, spec.index, epoch)
+        loss = trainer.epoch(batch_idx, epoch / spec.epochs, gen)
         if math.isnan(loss):
             raise SmecError(
-                f"{method} head {spec.index}: loss is NaN at epoch {epoch}; "
+                f"{method} step {spec.index}: loss is NaN at epoch {epoch}; "
                 f"lower train.lr (now {cfg.lr:g})"
             )
         stats = gradstats.epoch_stats(
-            trainer.recorder.end_epoch(epoch), trainer.recorder.cols, split=spec.out_dim // 2
+            trainer.recorder.end_epoch(epoch), trainer.recorder.cols, split=spec.split
         )
         row = {
             "method": method,
@@ -275,14 +264,33 @@ def _fit_head(
         }
         if cfg.heldout_eval:
             row |= trainer.heldout_ndcg(spec.eval_dims)
+        if select_best:
+            score = sum(row[f"heldout_d{d}.ndcg_at_10"] for d in spec.eval_dims) / len(
+                spec.eval_dims
+            )
+            if best is None or score > best["score"]:
+                best = {"score": score, "epoch": epoch, "module": copy.deepcopy(
+                    trainer.module.state_dict())}  # fmt: skip
         bar.set_postfix(loss=f"{loss:.4f}")
         state["history"].append(row)
-        state["current"] = trainer.state(epoch)
+        state["current"] = trainer.state(epoch) | {"best": best}
         on_epoch(row)
         checkpoint.save(state)
+    last = spec.epochs - 1
+    if best is not None:
+        trainer.module.load_state_dict(best["module"])
+    state["selection"].append(
+        {
+            "step": spec.index,
+            "kept_epoch": best["epoch"] if best else last,
+            "heldout_ndcg_at_10": best["score"] if best else math.nan,
+            "rule": "best held-out nDCG@10" if best else "last epoch",
+        }
+    )
     state["records"].append(trainer.recorder.table(method, spec.index))
-    state["done"].append(trainer.head.state_dict())
+    state["done"].append(copy.deepcopy(trainer.module.state_dict()))
     state["current"] = None
+    checkpoint.save(state, force=True)
 
 
 def fit(
@@ -292,28 +300,33 @@ def fit(
     checkpoint: Checkpoint,
     on_epoch: Callable[[dict], None] = lambda row: None,
     run_id: str | None = None,
+    opts: Methods | None = None,
+    select_best: bool = False,
 ) -> Result:
-    """Train every head of `method`, resuming from `checkpoint` where it has state."""
+    """Train every step of `method`, resuming from `checkpoint` where it has state."""
+    if select_best and not cfg.heldout_eval:
+        raise SmecError("selecting the best epoch needs train.heldout_eval: true")
+    opts = opts or Methods()
     seed_everything(cfg.seed, data.q.device)
-    state = checkpoint.load() or {"done": [], "records": [], "history": [], "current": None}
+    empty = {"done": [], "records": [], "history": [], "selection": [], "current": None}
+    state = checkpoint.load() or empty
     state.setdefault("run_id", run_id)
-    trained: list[nn.Linear] = []
-    for spec in plan(method, cfg, data.q.shape[1]):
-        head = heads.make_head(
-            spec.in_dim, spec.out_dim, cfg.bias, cfg.init, cfg.seed * 100 + spec.index
-        ).to(data.q.device)
+    trained: list[nn.Module] = []
+    for spec in methods.plan(method, cfg, data.q.shape[1]):
+        module = methods.build(spec, cfg).to(data.q.device)
         if spec.index <= len(state["done"]):
-            head.load_state_dict(state["done"][spec.index - 1])
+            module.load_state_dict(state["done"][spec.index - 1])
         else:
-            trainer = HeadTrainer.build(head, trained, data, cfg, spec)
-            _fit_head(method, spec, trainer, cfg, state, checkpoint, on_epoch)
-        trained.append(head.requires_grad_(False))
+            trainer = StepTrainer.build(method, spec, module, trained, data, cfg, opts)
+            _fit_step(method, spec, trainer, cfg, state, checkpoint, on_epoch, select_best)
+        trained.append(module.requires_grad_(False).eval())
     rec = (
         pd.concat(state["records"], ignore_index=True)
         if state["records"]
         else pd.DataFrame(columns=gradstats.RECORD_COLUMNS)
     )
-    return Result(trained, rec, pd.DataFrame(state["history"]), state["run_id"])
+    return Result(trained, rec, pd.DataFrame(state["history"]), pd.DataFrame(state["selection"]),
+                  state["run_id"])  # fmt: skip
 
 
 def metric_names(row: dict) -> dict[str, float]:

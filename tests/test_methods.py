@@ -1,0 +1,183 @@
+"""The comparison's parts: ADS, the S-XBM memory and loss, the two adaptors' losses."""
+
+import itertools
+import math
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from smec import adaptors, ads, losses, xbm
+
+
+def test_ads_keeps_exactly_k_coordinates_and_evaluates_deterministically():
+    head = ads.ADSHead(8, 3, torch.nn.Linear(8, 8, bias=False))
+    with torch.no_grad():
+        head.logits.copy_(torch.tensor([0.1, 2.0, -1.0, 0.5, 3.0, 0.0, 0.2, -0.3]))
+    assert head.indices().tolist() == [1, 3, 4]  # the top 3 logits, in coordinate order
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        m = head.mask(tau=0.5, generator=gen)
+        assert torch.equal(m.detach().round(), m.detach())  # forward: a hard 0/1 mask
+        assert int(m.detach().sum()) == 3
+    x = torch.randn(4, 8)
+    assert torch.equal(head(x), head(x))
+
+
+def test_an_ads_head_at_evaluation_is_a_gather_of_its_saved_indices():
+    linear = torch.nn.Linear(6, 6, bias=False)
+    head = ads.ADSHead(6, 2, linear)
+    with torch.no_grad():
+        head.logits.copy_(torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 2.0]))
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(head(x), (x @ linear.weight.T)[:, [1, 5]])
+
+
+def test_ads_logits_get_gradient_through_the_straight_through_mask():
+    head = ads.ADSHead(6, 3, torch.nn.Linear(6, 6, bias=False))
+    x = torch.randn(5, 6)
+    z = head.train_forward(x, head.mask(tau=1.0, generator=torch.Generator().manual_seed(1)))
+    (z.square().sum()).backward()
+    assert head.logits.grad is not None and head.logits.grad.abs().sum() > 0
+    assert ads.temperature(1.0, 0.1, 0.0) == 1.0
+    assert ads.temperature(1.0, 0.1, 1.0) == pytest.approx(0.1)
+    assert ads.temperature(1.0, 0.1, 0.5) == pytest.approx(math.sqrt(0.1))
+
+
+def test_the_memory_keeps_order_and_capacity_and_excludes_self_matches():
+    mem = xbm.Memory(capacity=5)
+    mem.push(torch.tensor([0, 1, 2]))
+    mem.push(torch.tensor([3, 4, 5]))
+    assert mem.ids.tolist() == [1, 2, 3, 4, 5]  # oldest (0) dropped, order kept
+    full = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1)
+    near = mem.neighbours(full, torch.tensor([2, 4]), k=2)
+    assert near.shape == (2, 2)
+    assert 2 not in near[0].tolist() and 4 not in near[1].tolist()
+    sims = full[2] @ full[[1, 3, 4, 5]].T
+    assert set(near[0].tolist()) == {[1, 3, 4, 5][i] for i in sims.topk(2).indices.tolist()}
+
+
+def test_the_sxbm_loss_is_zero_when_compressed_and_frozen_similarities_agree():
+    x = torch.randn(3, 8)
+    x_n = torch.randn(3, 2, 8)
+    rot = torch.linalg.qr(torch.randn(8, 8)).Q  # a rotation keeps every cosine
+    assert xbm.loss(x @ rot, x_n @ rot, x, x_n).item() == pytest.approx(0.0, abs=1e-6)
+    assert xbm.loss(x[:, :4], x_n[:, :, :4], x, x_n).item() > 0
+
+
+def cos(a, b):
+    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+        sum(x * x for x in a) * sum(y * y for y in b)
+    )
+
+
+C = [[1.0, 0.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0], [0.0, 0.1, 1.0, 0.0], [0.5, 0.0, 0.5, 0.7]]
+A = [[0.0, 0.2, 0.0, 0.0], [0.0, 0.0, 0.0, 0.3], [0.1, 0.0, 0.0, 0.0], [0.0, 0.0, 0.4, 0.0]]
+
+
+def hand_adapted():
+    return [[c[j] + sum(A[j][k] * c[k] for k in range(4)) for j in range(4)] for c in C]
+
+
+def hand_pairs(items, dims):
+    return [
+        abs(cos(C[i], C[j]) - cos(items[i][:m], items[j][:m]))
+        for m in dims
+        for i, j in itertools.permutations(range(4), 2)
+    ]
+
+
+def adaptor():
+    a = adaptors.Adaptor(4)
+    with torch.no_grad():
+        a.f.weight.copy_(torch.tensor(A))
+    return a
+
+
+def test_matryoshka_adaptor_losses_equal_the_hand_computed_four_item_case():
+    c, a = torch.tensor(C), adaptor()
+    c_hat = a(c)
+    adapted = hand_adapted()
+    torch.testing.assert_close(c_hat, torch.tensor(adapted))
+    pairs = hand_pairs(adapted, [4, 2])
+    assert adaptors.pair_loss(c, c_hat, [4, 2]).item() == pytest.approx(sum(pairs) / len(pairs))
+    # top-1 neighbour of each item in the original space: 0->1, 1->0, 2->3, 3->0 (0.5025 > 0.5)
+    nn = {0: 1, 1: 0, 2: 3, 3: 0}
+    top = [
+        abs(cos(C[i], C[nn[i]]) - cos(adapted[i][:m], adapted[nn[i]][:m]))
+        for m in (4, 2)
+        for i in range(4)
+    ]
+    assert adaptors.topk_loss(c, c_hat, [4, 2], k=1).item() == pytest.approx(sum(top) / len(top))
+    f_c = [[sum(A[j][k] * x[k] for k in range(4)) for j in range(4)] for x in C]
+    rec = sum(abs(v) for row in f_c for v in row) / 16
+    assert adaptors.rec_loss(a.f(c)).item() == pytest.approx(rec)
+    total = adaptors.matryoshka_unsupervised(c, a, [4, 2], k=1, alpha=0.5, beta=2.0).item()
+    assert total == pytest.approx(sum(top) / len(top) + 0.5 * sum(pairs) / len(pairs) + 2 * rec)
+
+
+def test_search_adaptor_loss_is_the_rank_loss_of_its_prefix_plus_recovery():
+    c, a = torch.tensor(C), adaptor()
+    q, d = c[:2], c[2:]
+    batch = losses.Batch(torch.eye(2), q, d)
+    got = adaptors.search_loss(q, d, a, 2, batch, rec_weight=0.1).item()
+    q_hat, d_hat = a(q)[:, :2], a(d)[:, :2]
+    expected = (
+        losses.rank(q_hat, d_hat, [2], batch)[0] + 0.1 * torch.cat([a.f(q), a.f(d)]).abs().mean()
+    )
+    assert got == pytest.approx(expected.item())
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """Every method trained for two epochs on small synthetic data, keeping its best epoch."""
+    from smec import methods, synthetic, train
+    from smec.checkpoint import Checkpoint
+    from smec.params import Methods, Train
+
+    data = synthetic.latent_factor_data(n_pairs=128, n_docs=256, n_heldout=16)
+    cfg = Train(method_dims=[192, 96, 48], epochs=2, batch_size=32)
+    opts = Methods(xbm_capacity=64, xbm_k=4, adaptor_topk=4)
+    out = {}
+    for method in methods.ALL:
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = Checkpoint(Path(tmp) / "s.pt", "k")
+            out[method] = train.fit(method, cfg, data, ckpt, opts=opts, select_best=True)
+    return data, out
+
+
+def test_every_methods_48d_embedding_comes_from_its_own_chain(trained):
+    from smec import methods
+
+    data, results = trained
+    x = data.q[:5]
+    w = {m: [mod.weight for mod in r.modules] for m, r in results.items()}
+    mods = {m: r.modules for m, r in results.items()}
+    idx = {m: [mod.indices() for mod in mods[m]] for m in ("smrl_ads", "smec")}
+    expected = {
+        "mrl": (x @ w["mrl"][0].T)[:, :48],
+        "smrl": x @ w["smrl"][0].T @ w["smrl"][1].T @ w["smrl"][2].T,
+        "mrl_adaptor": (x + x @ w["mrl_adaptor"][0].T)[:, :48],
+        "search_adaptor": (x + x @ w["search_adaptor"][2].T)[:, :48],
+    }
+    for m in ("smrl_ads", "smec"):
+        z = x
+        for weight, keep in zip(w[m], idx[m], strict=True):
+            z = (z @ weight.T)[:, keep]
+        expected[m] = z
+    for method, want in expected.items():
+        got = methods.embed_at(method, mods[method], [192, 96, 48], x, 48)
+        assert got.shape == (5, 48), method
+        torch.testing.assert_close(got, want, msg=method)
+    assert len(set(map(str, idx["smec"][0].tolist()))) == 192  # 192 distinct kept coordinates
+
+
+def test_every_method_records_which_epoch_it_kept(trained):
+    _, results = trained
+    steps = {"mrl": 1, "smrl": 3, "smrl_ads": 3, "smec": 3, "mrl_adaptor": 1, "search_adaptor": 3}
+    for method, result in results.items():
+        sel = result.selection
+        assert list(sel.step) == list(range(1, steps[method] + 1)), method
+        assert set(sel.kept_epoch) <= {0, 1} and (sel.rule == "best held-out nDCG@10").all()
+        assert sel.heldout_ndcg_at_10.between(0, 1).all()
