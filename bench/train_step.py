@@ -26,13 +26,14 @@ from pathlib import Path
 import torch
 from harness import alternate, emit, machine, medians, stage_args
 
-from smec import artifacts, gradstats, heads, synthetic, train
+from smec import artifacts, gradstats, heads, methods, synthetic, train
 from smec.losses import LOSSES
 from smec.nesting import NestedLoss
-from smec.params import Train
+from smec.params import Methods, Train
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("single", "mrl", "mrl+rec")
+CONFIGS = ("single", "mrl", "mrl+rec", "smrl_step1", "smec_step1")
+STEP_CONFIGS = {"smrl_step1": "smrl", "smec_step1": "smec"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,19 +71,31 @@ def load(args: argparse.Namespace) -> tuple[train.TrainData, str]:
     return synthetic.latent_factor_data(), "synthetic latent_factor_data()"
 
 
+def run_step(method: str, cfg: Train, data: train.TrainData, epochs: list[list[torch.Tensor]]):
+    """The first step of `method` exactly as the pipeline trains it (recorder included)."""
+    spec = methods.plan(method, cfg.model_copy(update={"method_dims": [192, 96, 48]}), 384)[0]
+    trainer = train.StepTrainer.build(
+        method, spec, methods.build(spec, cfg), [], data, cfg, Methods()
+    )
+    for e, batch_idx in enumerate(epochs):
+        trainer.epoch(batch_idx, e / len(epochs), torch.Generator().manual_seed(e))
+        trainer.recorder.end_epoch(e)
+
+
 def run_once(config: str, cfg: Train, data: train.TrainData, epochs: list[list[torch.Tensor]]):
     """Train a fresh head for len(epochs) epochs (optimiser and recorder included)."""
+    if config in STEP_CONFIGS:
+        return run_step(STEP_CONFIGS[config], cfg, data, epochs)
     dims = cfg.method_dims
     head = heads.make_head(data.q.shape[1], dims[0], cfg.bias, cfg.init, cfg.seed * 100 + 1)
     opt, sched = train.optimizer(head, cfg, sum(len(b) for b in epochs))
     levels, weights = ([dims[0]], [1.0]) if config == "single" else (dims, cfg.level_weights)
-    loss_fn = NestedLoss(LOSSES[cfg.loss], levels, weights)
+    objective = methods.NestedObjective(NestedLoss(LOSSES[cfg.loss], levels, weights))
     recorder = gradstats.Recorder() if config == "mrl+rec" else None
-    trainer = train.HeadTrainer(
-        head, data.q, data.c, data, loss_fn, opt, sched, recorder, cfg.temperature
-    )
+    trainer = train.StepTrainer(head, objective, data.q, data.c, data, opt, sched, recorder)
+    gen = torch.Generator()
     for e, batch_idx in enumerate(epochs):
-        trainer.epoch(batch_idx)
+        trainer.epoch(batch_idx, e / len(epochs), gen)
         if recorder is not None:
             recorder.end_epoch(e)
 
@@ -116,6 +129,7 @@ def main() -> None:
             f"(min {min(seconds[c]):.4f}, max {max(seconds[c]):.4f})"
         )
     mrl_over_single = med["mrl"] / med["single"]
+    smec_over_smrl = med["smec_step1"] / med["smrl_step1"]
     overhead = med["mrl+rec"] / med["mrl"]
     samples = pairs_per_run / med["mrl+rec"]
     print(
@@ -126,9 +140,14 @@ def main() -> None:
         f"recorder_overhead {overhead:.3f} (goal <= 1.05): {'ok' if overhead <= 1.05 else 'OVER'}"
     )
     print(f"samples_per_s {samples:.0f} (mrl with recorder)")
+    print(
+        f"smec_over_smrl {smec_over_smrl:.3f} (goal <= 1.5): "
+        f"{'ok' if smec_over_smrl <= 1.5 else 'OVER'}"
+    )
     emit(
         {
             "mrl_over_single": round(mrl_over_single, 4),
+            "smec_over_smrl": round(smec_over_smrl, 4),
             "recorder_overhead": round(overhead, 4),
             "samples_per_s": round(samples, 1),
             "ms_per_step": {c: round(1e3 * med[c] / n_steps, 4) for c in CONFIGS},

@@ -60,7 +60,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     for seed in range(c.seeds):
         changes = {"method_dims": c.dims, "loss": c.loss, "epochs": c.epochs, "seed": seed,
                    "heldout_eval": True, "mrl_weights": None, "smrl_step_epochs": None}  # fmt: skip
-        ps = params.with_train(p, changes, "compare")
+        ps = params.with_train(p, changes, "compare", whole=False)
         settings = {"method": args.method, "train": ps.train.model_dump(),
                     "methods": p.methods.model_dump(), "compare": c.model_dump()}  # fmt: skip
         key = provenance.stage_key(Path(__file__).resolve(), _bootstrap.CHECKOUT, inputs, settings)

@@ -50,20 +50,35 @@ def test_the_memory_keeps_order_and_capacity_and_excludes_self_matches():
     mem.push(torch.tensor([0, 1, 2]))
     mem.push(torch.tensor([3, 4, 5]))
     assert mem.ids.tolist() == [1, 2, 3, 4, 5]  # oldest (0) dropped, order kept
-    full = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1)
-    near = mem.neighbours(full, torch.tensor([2, 4]), k=2)
-    assert near.shape == (2, 2)
+    mem.push(torch.tensor([2, 6, 6]))
+    assert mem.ids.tolist() == [3, 4, 5, 2, 6]  # 2 seen again moves to the end, 6 kept once
+    full = torch.nn.functional.normalize(torch.randn(7, 4), dim=-1)
+    sims = xbm.Similarities(full, torch.arange(7))
+    batch = torch.tensor([2, 4])
+    near, frozen = mem.neighbours(sims(batch, mem.ids), batch, k=2)
+    assert near.shape == frozen.shape == (2, 2)
     assert 2 not in near[0].tolist() and 4 not in near[1].tolist()
-    sims = full[2] @ full[[1, 3, 4, 5]].T
-    assert set(near[0].tolist()) == {[1, 3, 4, 5][i] for i in sims.topk(2).indices.tolist()}
+    others = [3, 4, 5, 6]
+    top = (full[2] @ full[others].T).topk(2)
+    assert near[0].tolist() == [others[i] for i in top.indices.tolist()]
+    torch.testing.assert_close(frozen[0], top.values)
+
+
+def test_similarities_are_looked_up_among_the_training_items():
+    full = torch.nn.functional.normalize(torch.randn(10, 4), dim=-1)
+    universe = torch.tensor([1, 3, 4, 8])
+    sims = xbm.Similarities(full, universe)
+    a, b = torch.tensor([3, 8]), torch.tensor([1, 4, 8])
+    torch.testing.assert_close(sims(a, b), full[a] @ full[b].T)
 
 
 def test_the_sxbm_loss_is_zero_when_compressed_and_frozen_similarities_agree():
-    x = torch.randn(3, 8)
-    x_n = torch.randn(3, 2, 8)
+    x = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    x_n = torch.nn.functional.normalize(torch.randn(3, 2, 8), dim=-1)
+    frozen = torch.einsum("bd,bkd->bk", x, x_n)
     rot = torch.linalg.qr(torch.randn(8, 8)).Q  # a rotation keeps every cosine
-    assert xbm.loss(x @ rot, x_n @ rot, x, x_n).item() == pytest.approx(0.0, abs=1e-6)
-    assert xbm.loss(x[:, :4], x_n[:, :, :4], x, x_n).item() > 0
+    assert xbm.loss(x @ rot, x_n @ rot, frozen).item() == pytest.approx(0.0, abs=1e-6)
+    assert xbm.loss(x[:, :4], x_n[:, :, :4], frozen).item() > 0
 
 
 def cos(a, b):

@@ -18,8 +18,11 @@ from smec.errors import SmecError
 from .conftest import ROOT, run_stage, stage_script, write_beir, write_params
 
 SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
-ALL = ["prepare", "embed", "train@mrl", "train@smrl", *SWEEP, "law", "aggregate", "gradstats",
-       "evaluate", "render"]  # fmt: skip
+COMPARE = [
+    f"compare@{m}" for m in ("mrl", "smrl", "smrl_ads", "smec", "mrl_adaptor", "search_adaptor")
+]
+ALL = ["prepare", "embed", "train@mrl", "train@smrl", *SWEEP, "law", "aggregate", *COMPARE,
+       "comparison", "gradstats", "evaluate", "render"]  # fmt: skip
 
 
 def tiny_params(path, tiny_beir):
@@ -30,6 +33,7 @@ def tiny_params(path, tiny_beir):
         train={"epochs": 3, "batch_size": 8},
         sweep={"seeds": 2},
         law={"seeds": 2},
+        compare={"seeds": 2, "epochs": 2},
         render={"epochs": [0, 2]},
     )
 
@@ -68,12 +72,13 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     children = [r for r in runs if r is not parent]
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children}
     assert set(stages) == set(ALL) - {"prepare"}
-    assert len(children) == len(stages) - len(SWEEP) + len(SWEEP) * 2 * 2  # seeds x methods
+    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2  # sweep: seeds x methods; compare: seeds
+    assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed
     full = params.flat(params.load(p))
     for run in [parent, *stages.values()]:
         assert run.data.tags.get(tracking.TAG_PARENT, parent.info.run_id) == parent.info.run_id
-        if run.data.tags.get(tracking.TAG_STAGE, "").startswith("sweep@"):
-            continue  # a sweep run carries its own arm's and seed's values: below
+        if run.data.tags.get(tracking.TAG_STAGE, "").startswith(("sweep@", "compare@")):
+            continue  # a run of one training carries its own arm's and seed's values
         assert {k: run.data.params[k] for k in full} == full  # every run, every param
         assert run.data.tags[tracking.TAG_COMMIT] == parent.data.tags[tracking.TAG_COMMIT]
     assert parent.info.run_name.startswith("dvc repro · train.epochs=3, train.batch_size=8, ")

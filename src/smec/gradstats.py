@@ -49,6 +49,7 @@ class Recorder:
         self._updates: list[torch.Tensor] = []
         self._wsum: torch.Tensor | None = None  # Σ_t G_t per weight, this epoch
         self._wsumsq: torch.Tensor | None = None  # Σ_t G_t² per weight
+        self._before: torch.Tensor | None = None
         self.epochs: list[EpochRecord] = []
         self.cols = 0
 
@@ -66,9 +67,17 @@ class Recorder:
         self.cols = g.shape[1]
 
     @torch.no_grad()
-    def record_update(self, delta: torch.Tensor) -> None:
+    def before_update(self, weight: torch.Tensor) -> None:
+        """Keep W_before (in a buffer reused every step)."""
+        if self._before is None or self._before.shape != weight.shape:
+            self._before = torch.empty_like(weight)
+        self._before.copy_(weight)
+
+    @torch.no_grad()
+    def after_update(self, weight: torch.Tensor) -> None:
         """The step the optimiser took, W_after − W_before, of the step just recorded."""
-        self._updates.append(delta.square().sum(dim=1))
+        delta = self._before.sub_(weight)  # the sign does not matter for its norm
+        self._updates.append(delta.square_().sum(dim=1))
 
     def end_epoch(self, epoch: int) -> EpochRecord:
         """Move this epoch's sums to the host (float64) and start the next epoch."""
@@ -118,6 +127,11 @@ class Recorder:
         self.epochs, self.cols = list(state["epochs"]), state["cols"]
 
 
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN where b is 0 (rows that got no gradient: an ADS head's never-selected ones)."""
+    return float(a / b) if b > 0 else float("nan")
+
+
 def epoch_stats(rec: EpochRecord, cols: int, split: int) -> dict[str, float]:
     """The figures' quantities for one epoch of one head.
 
@@ -131,13 +145,13 @@ def epoch_stats(rec: EpochRecord, cols: int, split: int) -> dict[str, float]:
     return {
         "avg_grad_low": float(low),
         "avg_grad_high": float(high),
-        "low_over_high": float(low / high),
+        "low_over_high": _ratio(low, high),
         "grad_var_elements": float(np.mean(rec.sumsq.sum(1) / n - (rec.sums.sum(1) / n) ** 2)),
         "grad_var_rows": float(np.mean(norms.var(axis=1))),
         "grad_var_noise": float(rec.noise.mean()),
         "avg_update_low": float(up_low),
         "avg_update_high": float(up_high),
-        "update_low_over_high": float(up_low / up_high),
+        "update_low_over_high": _ratio(up_low, up_high),
         "steps": len(rec.sums),
     }
 

@@ -116,17 +116,14 @@ class NestedObjective(Objective):
 class ADSObjective(Objective):
     """SMRL with ADS, and SMEC: the loss of the masked outputs (+ λ L_sxbm with a memory)."""
 
-    def __init__(
-        self,
-        loss: NestedLoss,
-        opts: Methods,
-        memory: xbm.Memory | None = None,
-        inputs: torch.Tensor | None = None,
-        full: torch.Tensor | None = None,
-        n_queries: int = 0,
-    ):
+    def __init__(self, loss: NestedLoss, opts: Methods, tables: dict | None = None):
         self.loss, self.opts = loss, opts
-        self.memory, self.inputs, self.full, self.n_queries = memory, inputs, full, n_queries
+        self.memory = self.sims = None
+        if tables is not None:  # SMEC: the S-XBM memory over the training items
+            self.inputs, self.n_queries = tables["inputs"], tables["n_queries"]
+            self.sims = xbm.Similarities(tables["full"], tables["universe"])
+            capacity = min(opts.xbm_capacity, len(tables["universe"]))
+            self.memory = xbm.Memory(capacity, self.inputs.device)
 
     def __call__(self, module, zq, zd, batch, ctx):
         tau = ads.temperature(self.opts.tau_start, self.opts.tau_end, ctx.progress)
@@ -138,11 +135,13 @@ class ADSObjective(Objective):
         ids = torch.cat([ctx.qi, ctx.di + self.n_queries])  # rows of the joint frozen table
         k = self.opts.xbm_k
         if len(self.memory) > k:
-            near = self.memory.neighbours(self.full, ids, k)  # (2B, k)
-            y_near = module.train_forward(self.inputs[near.reshape(-1)], mask).view(*near.shape, -1)
-            total = total + self.opts.xbm_weight * xbm.loss(
-                torch.cat([yq, yd]), y_near, self.full[ids], self.full[near]
-            )
+            near, frozen = self.memory.neighbours(self.sims(ids, self.memory.ids), ids, k)
+            kept = mask.detach().nonzero().squeeze(1)
+            with torch.no_grad():  # the memory side is a constant, as in XBM
+                uniq, inverse = torch.unique(near, return_inverse=True)
+                z_near = (self.inputs[uniq] @ module.weight[kept].T)[inverse]
+            z_batch = torch.cat([yq, yd])[:, kept]
+            total = total + self.opts.xbm_weight * xbm.loss(z_batch, z_near, frozen)
         self.memory.push(ids)
         return total
 
@@ -175,17 +174,14 @@ class SearchAdaptorObjective(Objective):
 def objective(method: str, spec: StepSpec, cfg: Train, opts: Methods, frozen: dict) -> Objective:
     """The loss of one step of `method`; `frozen` has the step's inputs and the full tables
     (`inputs`: queries then documents through the frozen steps; `full`: the same, frozen full
-    and L2-normalised; `n_queries`)."""
+    and L2-normalised; `n_queries`; `universe`: the rows of the training items)."""
     nested = NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights)
     if method in ("mrl", "smrl"):
         return NestedObjective(nested)
     if method == "smrl_ads":
         return ADSObjective(nested, opts)
     if method == "smec":
-        memory = xbm.Memory(min(opts.xbm_capacity, len(frozen["full"])), frozen["full"].device)
-        return ADSObjective(
-            nested, opts, memory, frozen["inputs"], frozen["full"], frozen["n_queries"]
-        )
+        return ADSObjective(nested, opts, frozen)
     if method == "mrl_adaptor":
         return MatryoshkaAdaptorObjective(nested, spec.levels, opts)
     return SearchAdaptorObjective(spec.levels[0], opts)

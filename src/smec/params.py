@@ -213,14 +213,25 @@ def overrides(args: list[str]) -> dict[str, str]:
     return {k[2:].replace("-", "_"): v for k, v in zip(args[::2], args[1::2], strict=True)}
 
 
-def with_train(params: Params, changes: dict, context: str) -> Params:
-    """`params` with some `train` keys changed, validated like params.yaml itself."""
+class _TrainSection(_Section):
+    """The train section alone (its errors still name `train.<key>`)."""
+
+    train: Train
+
+
+def with_train(params: Params, changes: dict, context: str, whole: bool = True) -> Params:
+    """`params` with some `train` keys changed, validated like params.yaml itself (with
+    `whole=False`, the train section alone: a stage with its own epochs, say, is not bound by
+    `render.epochs`)."""
     raw = params.model_dump()
     raw["train"] |= changes
     try:
-        return Params.model_validate(raw)
+        if whole:
+            return Params.model_validate(raw)
+        train = _TrainSection.model_validate({"train": raw["train"]}).train
+        return params.model_copy(update={"train": train})
     except ValidationError as err:
-        raise SmecError(_one_line(err, Path(context), raw)) from None
+        raise SmecError(_one_line(err, Path(context), {"train": raw["train"]})) from None
 
 
 def _one_line(err: ValidationError, path: Path, raw: dict) -> str:

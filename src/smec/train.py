@@ -134,6 +134,7 @@ class StepTrainer:
             "inputs": torch.cat([xq, xc]),
             "full": F.normalize(torch.cat([data.q, data.c]), dim=-1),
             "n_queries": len(data.q),
+            "universe": torch.unique(torch.cat([data.pairs[:, 0], data.pairs[:, 1] + len(data.q)])),
         }
         n_steps = steps_per_epoch(len(data.pairs), cfg.batch_size)
         opt, sched = optimizer(module, cfg, spec.epochs * n_steps)
@@ -158,10 +159,10 @@ class StepTrainer:
             if self.recorder is None:
                 self.opt.step()
             else:
-                before = weight.detach().clone()
                 self.recorder.record(weight.grad)
+                self.recorder.before_update(weight)
                 self.opt.step()
-                self.recorder.record_update(weight.detach() - before)
+                self.recorder.after_update(weight)
             self.sched.step()
             total += loss.detach()
         return float(total) / max(len(batch_idx), 1)

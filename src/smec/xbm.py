@@ -9,9 +9,13 @@ full space, itself excluded, and
     L_sxbm = mean over i in the batch, j in TopK(i) of | cos(z_i, z_j) − cos(x_i, x_j) |
 
 with x the frozen full embeddings and z the step's current output for the same inputs (the
-queue entries pass through the current head). The term counts once the queue holds K entries.
-Sizes **[choice]**: capacity 4096 (capped by the number of distinct items), K = 10, weight
-λ = 1; SMEC's step loss is the rank loss on the kept dimensions + λ · L_sxbm **[choice]**.
+queue entries pass through the current head, on the coordinates the step keeps). The term
+counts once the queue holds more than K entries. **[choice]**: the queue holds distinct items
+(one seen again moves to the newest end); capacity 4096 (capped by the number of distinct
+training items); K = 10; weight λ = 1; as in XBM the memory side is a constant: the
+neighbours' z are computed without gradient, which flows through the batch's items (this keeps
+SMEC's step within a small factor of SMRL's). SMEC's step loss is the rank loss on the kept
+dimensions + λ · L_sxbm **[choice]**.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import torch.nn.functional as F
 
 
 class Memory:
-    """A FIFO queue of item ids (rows of a frozen table), oldest first."""
+    """A FIFO queue of distinct item ids (rows of a frozen table), oldest first: an item seen
+    again moves to the newest end, so no neighbour is counted twice."""
 
     def __init__(self, capacity: int, device: torch.device | str = "cpu"):
         if capacity < 1:
@@ -33,24 +38,49 @@ class Memory:
         return len(self.ids)
 
     def push(self, ids: torch.Tensor) -> None:
-        """Enqueue a batch's ids; the oldest fall out past capacity."""
-        self.ids = torch.cat([self.ids, ids.to(self.ids.device)])[-self.capacity :]
+        """Enqueue a batch's ids (in their order, each once); the oldest fall out past capacity."""
+        ids = first_occurrences(ids.to(self.ids.device))
+        older = self.ids[~torch.isin(self.ids, ids)]
+        self.ids = torch.cat([older, ids])[-self.capacity :]
 
-    def neighbours(self, full: torch.Tensor, batch: torch.Tensor, k: int) -> torch.Tensor:
-        """(B, k) queue ids of each batch item's k most similar entries in the frozen space
-        `full` (rows L2-normalised), the item itself excluded. Needs len(self) > k."""
-        sims = full[batch] @ full[self.ids].T  # (B, len)
+    def neighbours(
+        self, sims: torch.Tensor, batch: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each batch item's k most similar queue entries, itself excluded: their ids (B, k)
+        and frozen similarities (B, k), from `sims` (B, len(self)), the frozen-space cosines
+        of the batch items to the queue's entries. Needs len(self) > k."""
         sims = sims.masked_fill(batch[:, None] == self.ids[None, :], float("-inf"))
-        return self.ids[sims.topk(k, dim=1).indices]
+        top = sims.topk(k, dim=1)
+        return self.ids[top.indices], top.values
 
 
-def loss(
-    z_batch: torch.Tensor, z_neighbours: torch.Tensor, x_batch: torch.Tensor, x_neighbours
-) -> torch.Tensor:
+def first_occurrences(ids: torch.Tensor) -> torch.Tensor:
+    """`ids` without repeats, in the order each first appears."""
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((len(uniq),), len(ids), dtype=torch.long, device=ids.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(ids), device=ids.device), "amin")
+    return ids[first.sort().values]
+
+
+class Similarities:
+    """Frozen-space cosines among the items that can enter the memory (the training queries
+    and documents), computed once: the neighbour search then costs a lookup, not a product."""
+
+    def __init__(self, full: torch.Tensor, universe: torch.Tensor):
+        self.local = torch.full((len(full),), -1, dtype=torch.long, device=full.device)
+        self.local[universe] = torch.arange(len(universe), device=full.device)
+        x = full[universe]
+        self.table = x @ x.T
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(len(a), len(b)) cosines of items `a` to items `b` (global ids)."""
+        return self.table[self.local[a][:, None], self.local[b][None, :]]
+
+
+def loss(z_batch: torch.Tensor, z_neighbours: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
     """mean | cos(z_i, z_j) − cos(x_i, x_j) | over each item i and its neighbours j.
 
-    Shapes: z_batch (B, d), z_neighbours (B, K, d); x likewise in the frozen space.
+    Shapes: z_batch (B, d), z_neighbours (B, K, d), frozen (B, K) the frozen-space cosines.
     """
     z = torch.einsum("bd,bkd->bk", F.normalize(z_batch, dim=-1), F.normalize(z_neighbours, dim=-1))
-    x = torch.einsum("bd,bkd->bk", F.normalize(x_batch, dim=-1), F.normalize(x_neighbours, dim=-1))
-    return (z - x).abs().mean()
+    return (z - frozen).abs().mean()
