@@ -1,8 +1,9 @@
 """After `dvc repro`: print the claims, where the figures and tables are, and the MLflow store.
 
 The claims are those decided on 95% intervals over seeds, per sweep arm. With `--require N
-...`, exit 1 unless those claims passed for every loss (the CI reproduction's check). The paths
-are those `dvc.yaml` declares as outputs, so they are never written twice.
+...`, exit 1 unless those claims passed for every loss and every compared method is in the
+comparison table at every width (the CI reproduction's checks). The paths are those `dvc.yaml`
+declares as outputs, so they are never written twice.
 """
 
 import argparse
@@ -11,18 +12,30 @@ from pathlib import Path
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 
-from smec import artifacts, claims, params, tracking
+from smec import artifacts, claims, comparison, params, tracking
 from smec.cli import main
 
 KEYS = {1: "claim1_low_rows_gradient", 2: "claim2_variance", 3: "claim3_fall"}
 
 
-def outputs(root: Path) -> list[str]:
-    """Every output path `dvc.yaml` declares, in stage order."""
+def declared(root: Path) -> tuple[list[str], list[str]]:
+    """Every output path `dvc.yaml` declares, in stage order, and the compared methods."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        return [str(out) for stage in repo.index.stages for out in stage.outs]
+        stages = repo.index.stages
+        outs = [str(out) for stage in stages for out in stage.outs]
+        compared = [
+            s.addressing.split("@")[1] for s in stages if s.addressing.startswith("compare@")
+        ]
+    return outs, compared
+
+
+def missing_from_comparison(table, methods: list[str]) -> list[str]:
+    """`method@dim` of every compared method absent from the comparison table at some width."""
+    dims = sorted(set(table["dim"]))
+    have = set(zip(table["method"], table["dim"], strict=True))
+    return [f"{m}@{d}" for m in methods for d in dims if (m, d) not in have]
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -37,9 +50,11 @@ def run(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     root = _bootstrap.CHECKOUT
-    outs = outputs(root)
+    outs, compared = declared(root)
     report = artifacts.read_json(root / next(o for o in outs if Path(o).name == "claims.json"))
     print("\n" + claims.arms_summary(report))
+    table = artifacts.read_csv(root / next(o for o in outs if Path(o).name == "comparison.csv"))
+    print("\n" + comparison.summary(table))
     shown = [o for o in outs if o.startswith(("reports", "figures"))]
     print("\nresults:   " + "  ".join(shown))
     uri = tracking.tracking_uri()
@@ -54,8 +69,10 @@ def run(argv: list[str] | None = None) -> None:
         for n in args.require
         if not report["arms"][arm][KEYS[n]]["passed"]
     ]
+    if args.require:
+        failed += [f"{x} in the comparison" for x in missing_from_comparison(table, compared)]
     if failed:
-        print(f"required claims failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"required checks failed: {', '.join(failed)}", file=sys.stderr)
         raise SystemExit(1)
 
 
