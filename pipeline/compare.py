@@ -8,7 +8,8 @@ figure: `compare.dims` (192, 96, 48).
 
 Writes, per seed, width and test query, nDCG@10, Recall@100 and MRR@10 (`--scores`); the
 per-epoch gradient statistics of the method's first module (`--stats`; for an ADS head, over
-the rows it keeps); the selection; and the modules of seed 0 (`--modules`). A stopped
+the rows it keeps); the selection; and the modules of seed 0 (`--modules`) with the MLflow
+run that trained them (`--run-json`). A stopped
 comparison resumes: every training keeps its checkpoint until the whole method is done.
 """
 
@@ -24,7 +25,7 @@ from smec.cli import main, parser
 from smec.device import resolve
 
 INPUTS = ("corpus", "queries", "qrels", "corpus-emb", "queries-emb")
-OUTPUTS = ("scores", "stats", "selection", "modules")
+OUTPUTS = ("scores", "stats", "selection", "modules", "run-json")
 
 
 def first_module_stats(result: train.Result, method: str, dims: list[int]) -> pd.DataFrame:
@@ -88,9 +89,10 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
                 mlflow.log_metrics(test | kept)
         stats.append(first_module_stats(result, args.method, c.dims).assign(seed=seed))
         selection.append(result.selection.assign(method=args.method, seed=seed))
-        if seed == 0:
+        if seed == 0:  # the models people take away (pipeline/export.py)
             meta = {"method": args.method, "dims": c.dims, "in_dim": data.q.shape[1]}
             artifacts.write_modules(args.modules, meta, [m.cpu() for m in result.modules])
+            artifacts.write_json(args.run_json, {**tracking.run_info(run), "seed": 0})
     out = pd.concat(scores, ignore_index=True)
     artifacts.write_parquet(args.scores, out)
     artifacts.write_parquet(args.stats, pd.concat(stats, ignore_index=True))

@@ -30,8 +30,8 @@ def baselines(args, dims: list[int], device) -> pd.DataFrame:
     cids = list(ds.corpus.corpus_id)
     return pd.concat(
         [
-            retrieval.per_query(zq, zc, qids, cids, qrels).assign(method=m, seed=0, dim=d)
-            for m, d, zq, zc in retrieval.baselines(q, c, dims)
+            retrieval.per_query(zq, zc, qids, cids, qrels).assign(**labels, seed=0)
+            for labels, zq, zc in retrieval.baselines(q, c, dims)
         ],
         ignore_index=True,
     )

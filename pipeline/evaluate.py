@@ -1,8 +1,10 @@
-"""DVC stage `evaluate`: nDCG@10, Recall@100 and MRR@10 per method and dimension.
+"""DVC stage `evaluate`: nDCG@10, Recall@100 and MRR@10 per model, width and precision.
 
-Methods: MRL (prefixes of its head), SMRL (the output of each step), and the untrained
-baselines `truncate` and `pca` (also at the full dimension). Exact cosine search over the whole
-prepared corpus for the test queries; measures named as MTEB names them.
+Models: the default run's MRL and SMRL (`model` = train), every compared method's seed-0
+modules (`model` = compare), and the untrained baselines `truncate` and `pca` (also at the full
+dimension; `model` = untrained). Each at float32 and quantised to int8 and binary
+(:mod:`smec.quantize`), with its bytes per vector. Exact cosine search over the whole prepared
+corpus for the test queries; measures named as MTEB names them.
 """
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
@@ -10,7 +12,7 @@ import mlflow
 import pandas as pd
 import torch
 
-from smec import artifacts, methods, params, retrieval, tracking
+from smec import artifacts, methods, params, quantize, retrieval, tracking
 from smec.cli import main, parser
 from smec.device import resolve
 
@@ -29,24 +31,32 @@ OUTPUTS = ("table", "metrics")
 
 
 def run(argv: list[str] | None = None) -> pd.DataFrame:
-    args = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS).parse_args(argv)
+    ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS, many=("compared",))
+    args = ap.parse_args(argv)
     p = params.load(args.params)
     device = resolve(p.evaluate.device)
     ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
     c = torch.from_numpy(artifacts.read_array(args.corpus_emb)).to(device)
     q_all = torch.from_numpy(artifacts.read_array(args.queries_emb)).to(device)
     qids, q, qrels = retrieval.test_queries(ds, q_all)
-    dims = p.train.method_dims
-    variants = list(retrieval.baselines(q, c, [c.shape[1], *dims]))
-    for method, path in (("mrl", args.mrl_heads), ("smrl", args.smrl_heads)):
-        hs = [m.to(device) for m in methods.restore(*artifacts.read_modules(path))]
+    widths = sorted({c.shape[1], *p.train.method_dims, *p.compare.dims}, reverse=True)
+    variants = [
+        ({**labels, "model": "untrained"}, zq, zc)
+        for labels, zq, zc in retrieval.baselines(q, c, widths)
+    ]
+    trained = [("train", args.mrl_heads), ("train", args.smrl_heads)]
+    trained += [("compare", path) for path in args.compared]
+    for model, path in trained:
+        meta, states = artifacts.read_modules(path)
+        mods = [m.to(device) for m in methods.restore(meta, states)]
+        method, dims = meta["method"], meta["dims"]
         for d in dims:
-            zq, zc = (
-                methods.embed_at(method, hs, dims, q, d),
-                methods.embed_at(method, hs, dims, c, d),
-            )
-            variants.append((method, d, zq, zc))
-    table = retrieval.table(variants, qids, list(ds.corpus.corpus_id), qrels, p.evaluate.chunk_size)
+            zq = methods.embed_at(method, mods, dims, q, d)
+            zc = methods.embed_at(method, mods, dims, c, d)
+            variants.append(({"model": model, "method": method, "dim": d}, zq, zc))
+    cids = list(ds.corpus.corpus_id)
+    table = retrieval.table(quantize.variants(variants), qids, cids, qrels, p.evaluate.chunk_size)
+    table = table[["model", "method", "dim", "precision", "bytes_per_vector", *retrieval.MEASURES]]
     nested = retrieval.metrics(table)
     artifacts.write_csv(args.table, table, float_format="%.6f")
     artifacts.write_json(args.metrics, nested)

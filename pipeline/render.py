@@ -131,6 +131,9 @@ def run(argv: list[str] | None = None) -> dict:
             out / "comparison",
             meta,
         )
+        paths += figures.save(
+            figures.quality_bytes(retrieval_table, compare_caption), out / "quality_bytes", meta
+        )
         for path in [
             *paths,
             args.table,

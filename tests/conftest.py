@@ -124,20 +124,21 @@ def stage_script(name: str):
 NOT_PATHS = {"method", "arm", "loss", "optimizer", "lr", "momentum", "rank_scale"}  # not paths
 
 
-def run_stage(stage: str, root: Path, params: Path, **replace: str):
+def run_stage(stage: str, root: Path, params: Path, **replace: str | list[str]):
     """Run a stage in process, its dvc.yaml paths placed under `root`; `replace` swaps an
-    argument's value (`mrl_gradients="x"` for `--mrl-gradients x`)."""
+    option's value or values (`mrl_gradients="x"` for `--mrl-gradients x`)."""
     words = dvc_commands()[stage]
     script = Path(words[1]).stem
     argv, key = [], None
     for w in words[2:]:
         if w.startswith("--"):
             key = w[2:].replace("-", "_")
-        elif key in replace:
-            w = replace[key]
-        elif key not in NOT_PATHS:
-            w = str(root / w)
-        argv.append(w)
+            argv.append(w)
+            if key in replace:
+                value = replace[key]
+                argv += [value] if isinstance(value, str) else [str(root / v) for v in value]
+        elif key not in replace:
+            argv.append(w if key in NOT_PATHS else str(root / w))
     return stage_script(script).run([*argv, "--params", str(params)])
 
 

@@ -196,3 +196,26 @@ def test_every_method_records_which_epoch_it_kept(trained):
         assert list(sel.step) == list(range(1, steps[method] + 1)), method
         assert set(sel.kept_epoch) <= {0, 1} and (sel.rule == "best held-out nDCG@10").all()
         assert sel.heldout_ndcg_at_10.between(0, 1).all()
+
+
+def test_the_ads_loss_is_the_loss_of_the_kept_coordinates_wherever_they_lie():
+    """A step's loss must see all of its kept coordinates, not the first k of the width."""
+    from smec import methods
+    from smec.nesting import NestedLoss
+    from smec.params import Methods, Train
+
+    cfg = Train(method_dims=[4, 2])
+    spec = methods.plan("smrl_ads", cfg, 8)[0]
+    module = methods.build(spec, cfg)
+    objective = methods.objective("smrl_ads", spec, cfg, Methods(), {})
+    gen = torch.Generator().manual_seed(3)
+    q, d = torch.randn(5, 8), torch.randn(5, 8)
+    batch = losses.Batch(torch.eye(5), q, d)
+    ctx = methods.Context(0.5, gen, torch.arange(5), torch.arange(5))
+    got = objective(module, q, d, batch, ctx)
+    mask = module.mask(ads.temperature(1.0, 0.1, 0.5), torch.Generator().manual_seed(3))
+    kept = mask.detach().nonzero().squeeze(1)
+    assert kept.tolist() != [0, 1, 2, 3]  # the draw keeps coordinates past the first four
+    loss = NestedLoss(losses.LOSSES["rank"], [4])
+    want = loss(module.linear(q)[:, kept], module.linear(d)[:, kept], batch)
+    torch.testing.assert_close(got, want)

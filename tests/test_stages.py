@@ -22,7 +22,16 @@ COMPARE = [
     f"compare@{m}" for m in ("mrl", "smrl", "smrl_ads", "smec", "mrl_adaptor", "search_adaptor")
 ]
 ALL = ["prepare", "embed", "train@mrl", "train@smrl", *SWEEP, "law", "aggregate", *COMPARE,
-       "comparison", "gradstats", "evaluate", "render"]  # fmt: skip
+       "comparison", "gradstats", "evaluate", "export", "render"]  # fmt: skip
+
+
+# Export two methods' models, not all six (each is the whole encoder: ~90 MB twice)
+EXPORTED = {
+    "export": {
+        "modules": [f"models/compare/{m}/modules.pt" for m in ("mrl", "smec")],
+        "runs": [f"runs/compare/{m}/run.json" for m in ("mrl", "smec")],
+    }
+}
 
 
 def tiny_params(path, tiny_beir):
@@ -47,7 +56,7 @@ def project(tmp_path_factory, mlflow_template):
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         mp.setenv("DVC_ROOT", str(root))
         p = tiny_params(root / "params.yaml", write_beir(root / "tiny"))
-        out = {stage: run_stage(stage, root, p) for stage in ALL}
+        out = {stage: run_stage(stage, root, p, **EXPORTED.get(stage, {})) for stage in ALL}
         yield root, p, out
 
 
@@ -267,3 +276,32 @@ def test_the_train_stage_discards_a_stale_checkpoint_and_trains_from_scratch(tra
     assert "discarding checkpoint" in capsys.readouterr().out
     assert len(result.history) == 3 and "junk" not in result.history
     assert not stale.exists()
+
+
+def test_exported_models_are_folders_mteb_files_trec_runs_and_mlflow_models(project):
+    root, _, _ = project
+    names = [f"{m}-{d}" for m in ("mrl", "smec") for d in (192, 96, 48)]
+    assert sorted(p.name for p in (root / "models/export").iterdir()) == sorted(names)
+    assert (root / "models/export/smec-48/modules.json").is_file()
+    for name in names:
+        assert (root / "reports/mteb" / name / "no_revision_available/SciFact.json").is_file()
+        lines = (root / "runs/trec" / f"{name}.trec").read_text().splitlines()
+        assert lines[0].split()[1] == "Q0" and lines[0].split()[3] == "1"
+    per_query = pd.read_csv(root / "reports/per_query_ndcg.csv")
+    assert set(per_query.model) == set(names)
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    run_id = json.loads((root / "runs/compare/smec/run.json").read_text())["run_id"]
+    logged = mlflow.search_logged_models(
+        experiment_ids=[client.get_run(run_id).info.experiment_id], output_format="list"
+    )
+    by_name = {m.name: m for m in logged}
+    assert {f"smec-{d}" for d in (192, 96, 48)} <= set(by_name)
+    assert by_name["smec-96"].source_run_id == run_id
+    retrieval = pd.read_csv(root / "reports/retrieval.csv")
+    full = retrieval[(retrieval.method == "truncate") & (retrieval.dim == 384)]
+    assert dict(zip(full.precision, full.bytes_per_vector, strict=True)) == {
+        "float32": 1536,
+        "int8": 384,
+        "binary": 48,
+    }
+    assert {"train", "compare", "untrained"} == set(retrieval.model)

@@ -106,3 +106,8 @@ def read_modules(path: Path) -> tuple[dict, list[dict]]:
     require(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state["meta"], state["states"]
+
+
+def write_mteb(path: Path, result) -> None:
+    """An MTEB `TaskResult` as MTEB itself writes it (atomically, parents made)."""
+    atomic.write(path, lambda p: result.to_disk(p))

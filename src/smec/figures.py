@@ -218,7 +218,10 @@ def falls(long: pd.DataFrame, panels: list[tuple[str, str]], min_fall: float, ca
 
 
 def retrieval(table: pd.DataFrame, caption: str):
-    """nDCG@10 against dimension (log2 x) per method."""
+    """nDCG@10 against dimension (log2 x) per method of the default run and the untrained
+    baselines, float32."""
+    if "model" in table:
+        table = table[table.model.isin(["train", "untrained"]) & (table.precision == "float32")]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, rows in table.groupby("method", sort=False):
         rows = rows.sort_values("dim")
@@ -281,6 +284,51 @@ def comparison(table: pd.DataFrame, caption: str):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     ax.set_title("Every method at every width, mean and 95% interval over seeds")
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
+    """The points no other beats on both axes (fewer or equal bytes, higher nDCG@10)."""
+    best, keep = -1.0, []
+    for i, row in points.sort_values(
+        ["bytes_per_vector", "ndcg_at_10"], ascending=[True, False]
+    ).iterrows():
+        if row.ndcg_at_10 > best:
+            keep.append(i)
+            best = row.ndcg_at_10
+    return points.loc[keep]
+
+
+def quality_bytes(table: pd.DataFrame, caption: str):
+    """nDCG@10 against bytes per vector (log x): every compared method and baseline at every
+    width and precision, one line per method; the Pareto front marked."""
+    rows = table[table.model.isin(["compare", "untrained"])]
+    fig, ax = plt.subplots(figsize=(8.5, 5.4))
+    markers = {"float32": "o", "int8": "s", "binary": "^"}
+    for method in [m for m in COMPARE_STYLE if m in set(rows.method)]:
+        r = rows[rows.method == method].sort_values("bytes_per_vector")
+        colour, _, style = COMPARE_STYLE[method]
+        ax.plot(r.bytes_per_vector, r.ndcg_at_10, color=colour, linestyle=style, linewidth=1,
+                alpha=0.8, label=method)  # fmt: skip
+        for precision, marker in markers.items():
+            pr = r[r.precision == precision]
+            ax.scatter(pr.bytes_per_vector, pr.ndcg_at_10, color=colour, marker=marker, s=18)
+    front = pareto_front(rows)
+    ax.step(front.bytes_per_vector, front.ndcg_at_10, where="post", color="black",
+            linewidth=1.6, alpha=0.6, label="Pareto front")  # fmt: skip
+    for _, f in front.iterrows():
+        ax.annotate(f"{f.method} {f.dim} {f.precision}", (f.bytes_per_vector, f.ndcg_at_10),
+                    fontsize=6, xytext=(3, -8), textcoords="offset points")  # fmt: skip
+    for precision, marker in markers.items():
+        ax.scatter([], [], color="#555555", marker=marker, s=18, label=precision)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("bytes per vector")
+    ax.set_ylabel("nDCG@10 (test queries)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Quality against size: widths and precisions (float32, int8, binary)")
     fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig

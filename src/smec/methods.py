@@ -67,7 +67,10 @@ def plan(method: str, cfg: Train, in_dim: int) -> list[StepSpec]:
     kind = "linear" if method == "smrl" else "ads"
     specs = []
     for t, (i, o) in enumerate(heads.chain_dims(in_dim, dims), 1):
-        levels = [o] if cfg.smrl_step_loss == "single" or kind == "ads" else [o, o // 2]
+        # ADS: the loss sees the whole masked output (its kept coordinates may lie anywhere;
+        # the others are zero, so the cosines are those of the kept ones)
+        levels = [o] if cfg.smrl_step_loss == "single" else [o, o // 2]
+        levels = [i] if kind == "ads" else levels
         epochs_t = cfg.step_epochs
         specs.append(
             StepSpec(t, kind, i, o, levels, [1.0] * len(levels), epochs_t, [o], True, o // 2)

@@ -147,36 +147,45 @@ def test_queries(ds, queries_emb: torch.Tensor) -> tuple[list[str], torch.Tensor
     return qids, queries_emb[[row_of[i] for i in qids]], qrels_dict(test)
 
 
+Variant = tuple[dict, torch.Tensor, torch.Tensor]  # (labels, queries, corpus)
+
+
 def table(
-    variants: Iterable[tuple[str, int, torch.Tensor, torch.Tensor]],
+    variants: Iterable[Variant],
     query_ids: list[str],
     corpus_ids: list[str],
     qrels: dict,
     chunk_size: int = 8192,
 ) -> pd.DataFrame:
-    """The measures of every (method, dim, queries, corpus) variant, sorted by method and dim."""
+    """The measures of every variant, one row each: its labels (`method`, `dim`, ...), then
+    the measures."""
     rows = [
-        {"method": m, "dim": d, **score(zq, zc, query_ids, corpus_ids, qrels, chunk_size)}
-        for m, d, zq, zc in variants
+        {**labels, **score(zq, zc, query_ids, corpus_ids, qrels, chunk_size)}
+        for labels, zq, zc in variants
     ]
-    return pd.DataFrame(rows).sort_values(["method", "dim"], kind="stable").reset_index(drop=True)
+    return pd.DataFrame(rows)
 
 
-def baselines(q: torch.Tensor, c: torch.Tensor, dims: list[int]):
+def baselines(q: torch.Tensor, c: torch.Tensor, dims: list[int]) -> Iterable[Variant]:
     """The untrained variants: `truncate` and `pca` (fitted on the corpus) at every width."""
     pca = PCA(c)
     for d in dims:
-        yield "truncate", d, truncate(q, d), truncate(c, d)
-        yield "pca", d, pca.transform(q, d), pca.transform(c, d)
+        yield {"method": "truncate", "dim": d}, truncate(q, d), truncate(c, d)
+        yield {"method": "pca", "dim": d}, pca.transform(q, d), pca.transform(c, d)
+
+
+def metric_key(row) -> str:
+    """`<method>_d<dim>` (`compare_` first for a compared method's model, `_<precision>`
+    after for a quantised one): the name of a row of the retrieval table in DVC and MLflow."""
+    prefix = "compare_" if row.get("model") == "compare" else ""
+    suffix = "" if row.get("precision", "float32") == "float32" else f"_{row['precision']}"
+    return f"{prefix}{row['method']}_d{row['dim']}{suffix}"
 
 
 def metrics(t: pd.DataFrame) -> dict:
-    """Nested DVC metrics: `<method>_d<dim>: {measure: value}` (MLflow gets the same names,
-    flattened with a dot: `mrl_d96.ndcg_at_10`)."""
-    return {
-        f"{r['method']}_d{r['dim']}": {m: round(float(r[m]), 6) for m in MEASURES}
-        for _, r in t.iterrows()
-    }
+    """Nested DVC metrics: `<key>: {measure: value}` (see :func:`metric_key`; MLflow gets the
+    same names, flattened with a dot: `mrl_d96.ndcg_at_10`)."""
+    return {metric_key(r): {m: round(float(r[m]), 6) for m in MEASURES} for _, r in t.iterrows()}
 
 
 def flat_metrics(nested: dict) -> dict[str, float]:

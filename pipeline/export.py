@@ -1,0 +1,97 @@
+"""DVC stage `export`: every compared method at every width as a model people can take away.
+
+For each method of the comparison (its seed-0 modules) and each width: a sentence-transformers
+model folder `<models>/<method>-<dim>/` (the frozen encoder's modules plus bias-free linear
+`Dense` layers; `SentenceTransformer(path)` loads it offline), the same model logged with
+MLflow's `sentence_transformers` flavour on the method's seed-0 training run, MTEB's result
+JSON for the data set's retrieval task (`<mteb>/<method>-<dim>/no_revision_available/`), a TREC
+run of the top 100 per test query (`<trec>/<method>-<dim>.trec`), and every test query's
+nDCG@10 (`--per-query`). The scores come from the pipeline's cached embeddings, as in evaluate.
+"""
+
+import time
+
+import _bootstrap  # first: this checkout's code, under the project's interpreter
+import mlflow
+import pandas as pd
+import torch
+
+from smec import artifacts, atomic, encode, export, methods, params, retrieval, tracking
+from smec.cli import main, parser
+
+INPUTS = ("corpus", "queries", "qrels", "corpus-emb", "queries-emb")
+OUTPUTS = ("models", "mteb", "trec", "per-query")
+
+
+def log_model(model, run_id: str, name: str, example: list[str]) -> None:
+    """The model on its training run, with a signature (text in, a float vector out)."""
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, model.encode(example))
+    with mlflow.start_run(run_id=run_id):
+        mlflow.sentence_transformers.log_model(
+            model, name=name, signature=signature, input_example=example,
+            pip_requirements=["sentence-transformers", "torch"],
+        )  # fmt: skip
+
+
+def run(argv: list[str] | None = None) -> pd.DataFrame:
+    ap = parser(
+        __doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS, many=("modules", "runs")
+    )
+    args = ap.parse_args(argv)
+    p = params.load(args.params)
+    ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
+    c = torch.from_numpy(artifacts.read_array(args.corpus_emb))
+    qids, q, qrels = retrieval.test_queries(
+        ds, torch.from_numpy(artifacts.read_array(args.queries_emb))
+    )
+    cids = list(ds.corpus.corpus_id)
+    encoder = encode.load_model(p.encoder.model, p.encoder.max_seq_length, torch.device("cpu"))
+    task = export.mteb_task_name(p.data.name)
+    example = list(ds.queries.text[:2])
+    per_query = []
+    tracking.experiment_id(p.tracking.experiment)  # the store exists before models are logged
+    with (
+        atomic.directory(args.models) as models_dir,
+        atomic.directory(args.mteb) as mteb_dir,
+        atomic.directory(args.trec) as trec_dir,
+    ):
+        for modules_path, run_path in zip(args.modules, args.runs, strict=True):
+            meta, states = artifacts.read_modules(modules_path)
+            modules, method, dims = methods.restore(meta, states), meta["method"], meta["dims"]
+            run_id = artifacts.read_json(run_path)["run_id"]
+            for d in dims:
+                name = export.model_name(method, d)
+                start = time.perf_counter()
+                zq = methods.embed_at(method, modules, dims, q, d)
+                zc = methods.embed_at(method, modules, dims, c, d)
+                scores, top = retrieval.search(zq, zc, 100)
+                run = retrieval.run_dict(qids, cids, top)
+                measures = retrieval.evaluate(qrels, run)
+                result = export.mteb_result(task, measures, time.perf_counter() - start)
+                artifacts.write_mteb(
+                    mteb_dir / name / "no_revision_available" / f"{task}.json", result
+                )
+                (trec_dir / f"{name}.trec").write_text(
+                    export.trec_run(qids, cids, top, scores, name)
+                )
+                per_query.append(
+                    retrieval.per_query(zq, zc, qids, cids, qrels)[["query_id", "ndcg_at_10"]]
+                    .assign(model=name)
+                )  # fmt: skip
+                model = export.sentence_transformer(
+                    encoder, export.linear_maps(method, modules, dims, d)
+                )
+                model.save(str(models_dir / name))
+                log_model(model, run_id, name, example)
+                print(f"exported {name}: nDCG@10 {measures['ndcg_at_10']:.4f}")
+    table = pd.concat(per_query, ignore_index=True)[["model", "query_id", "ndcg_at_10"]]
+    artifacts.write_csv(args.per_query, table, float_format="%.6f")
+    with tracking.stage_run(p, "export", _bootstrap.CHECKOUT):
+        mlflow.log_artifact(str(args.per_query))
+    return table
+
+
+if __name__ == "__main__":
+    main(run)
