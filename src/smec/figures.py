@@ -258,7 +258,7 @@ COMPARE_STYLE = {  # method: (colour, marker, linestyle); the untrained baseline
 
 def comparison(table: pd.DataFrame, caption: str):
     """nDCG@10 against width for every method, with 95% intervals over seeds."""
-    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig, ax = plt.subplots(figsize=(9, 5.4))
     methods = [m for m in COMPARE_STYLE if m in set(table.method)]
     for j, method in enumerate(methods):
         rows = table[table.method == method].sort_values("dim")
@@ -303,15 +303,17 @@ def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
 
 def quality_bytes(table: pd.DataFrame, caption: str):
     """nDCG@10 against bytes per vector (log x): every compared method and baseline at every
-    width and precision, one line per method; the Pareto front marked."""
+    width (points) and precision (marker), one line per method through its own best points;
+    the overall Pareto front in black."""
     rows = table[table.model.isin(["compare", "untrained"])]
-    fig, ax = plt.subplots(figsize=(8.5, 5.4))
+    fig, ax = plt.subplots(figsize=(9, 5.6))
     markers = {"float32": "o", "int8": "s", "binary": "^"}
     for method in [m for m in COMPARE_STYLE if m in set(rows.method)]:
-        r = rows[rows.method == method].sort_values("bytes_per_vector")
+        r = rows[rows.method == method]
+        own = pareto_front(r)
         colour, _, style = COMPARE_STYLE[method]
-        ax.plot(r.bytes_per_vector, r.ndcg_at_10, color=colour, linestyle=style, linewidth=1,
-                alpha=0.8, label=method)  # fmt: skip
+        ax.plot(own.bytes_per_vector, own.ndcg_at_10, color=colour, linestyle=style,
+                linewidth=1.2, alpha=0.85, label=method)  # fmt: skip
         for precision, marker in markers.items():
             pr = r[r.precision == precision]
             ax.scatter(pr.bytes_per_vector, pr.ndcg_at_10, color=colour, marker=marker, s=18)
