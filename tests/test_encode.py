@@ -1,5 +1,6 @@
 """The real offline encoder on a handful of texts."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,17 @@ def test_bfloat16_autocast_stays_close(model):
     half = encode.encode(model, TEXTS, batch_size=4, dtype="bfloat16")
     assert half.dtype == np.float32
     assert (full * half).sum(axis=1).min() > 0.999
+
+
+@pytest.mark.slow
+def test_two_encoding_processes_give_the_one_process_embeddings_in_order(model, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    texts = [f"{t} ({i})" for i in range(12) for t in TEXTS]
+    one = encode.encode(model, texts, batch_size=8)
+    two = encode.encode(model, texts, batch_size=8, processes=2)
+    assert two.shape == one.shape and two.dtype == np.float32
+    assert (one * two).sum(axis=1).min() >= 0.99999
+    assert "OMP_NUM_THREADS" not in os.environ  # the workers' setting is undone
 
 
 def test_unloadable_model_is_named(tmp_path):

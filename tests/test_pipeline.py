@@ -28,7 +28,10 @@ BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc")
 pytestmark = pytest.mark.slow
 TARGETS = ["gradstats", "evaluate"]
-RAN = {"prepare", "embed", "train@mrl", "train@smrl", *TARGETS}
+COMPARE = {
+    f"compare@{m}" for m in ("mrl", "smrl", "smrl_ads", "smec", "mrl_adaptor", "search_adaptor")
+}
+RAN = {"prepare", "embed", "train@mrl", "train@smrl", *COMPARE, *TARGETS}  # evaluate reads compare
 
 
 def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
@@ -61,6 +64,7 @@ def make_repo(repo: Path, data: Path) -> Path:
     p["encoder"]["max_seq_length"] = 32
     p["train"].update(epochs=3, batch_size=8)
     p["sweep"]["seeds"] = p["law"]["seeds"] = 1  # the stages run; intervals need not
+    p["compare"].update(seeds=1, epochs=1)
     p["render"]["epochs"] = [0, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     (repo / ".venv").symlink_to(BIN.parent)  # where `make` puts it
@@ -197,11 +201,11 @@ def test_a_failed_stage_says_how_to_restore_its_outputs_and_checkout_does(built)
         params.write_text(good)
     assert failed.returncode != 0
     assert "error: encoder.model='no-such-encoder': cannot load" in failed.stderr
-    assert "`dvc checkout` restores the last good ones" in failed.stderr
+    assert "`dvc checkout embed` restores the last good ones" in failed.stderr
     assert alone.returncode != 0
     assert "data/embeddings/corpus.npy" in alone.stderr
     assert "Traceback" not in failed.stderr + alone.stderr
-    sh([DVC, "checkout"], repo, env)
+    sh([DVC, "checkout", "embed", "train@mrl"], repo, env)  # each failure named its stage
     path = "data/embeddings/corpus.npy"
     assert provenance.md5(repo / path) == lock_md5(repo, path)
     status = sh([DVC, "status", "--json", "--with-deps", *TARGETS], repo, env).stdout
@@ -236,7 +240,7 @@ def test_a_repeated_experiment_from_a_fresh_clone_runs_and_is_one_parent_run(bui
     (parent,) = [r for r in new if r.data.tags[tracking.TAG_ROLE] == "pipeline"]
     assert parent.info.run_name.startswith("loss-ce · train.loss=ce")
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in new if r is not parent}
-    assert set(stages) == RAN - {"prepare", "embed"}
+    assert set(stages) == RAN - {"prepare", "embed"} - COMPARE  # compare does not read train.loss
     for run in new:
         assert run.data.params["train.loss"] == "ce"
         assert run.data.tags[tracking.TAG_COMMIT] == head  # the baseline, not "-dirty"

@@ -291,9 +291,7 @@ def test_exported_models_are_folders_mteb_files_trec_runs_and_mlflow_models(proj
     assert set(per_query.model) == set(names)
     client = mlflow.MlflowClient(tracking.tracking_uri())
     run_id = json.loads((root / "runs/compare/smec/run.json").read_text())["run_id"]
-    logged = mlflow.search_logged_models(
-        experiment_ids=[client.get_run(run_id).info.experiment_id], output_format="list"
-    )
+    logged = client.search_logged_models([client.get_run(run_id).info.experiment_id])
     by_name = {m.name: m for m in logged}
     assert {f"smec-{d}" for d in (192, 96, 48)} <= set(by_name)
     assert by_name["smec-96"].source_run_id == run_id

@@ -46,10 +46,11 @@ def main(fn: Callable[[], object]) -> None:
     try:
         fn()
     except SmecError as exc:
+        stage = os.environ.get("DVC_STAGE")
         hint = (
-            " (DVC removed this stage's old outputs before running it; "
-            "`dvc checkout` restores the last good ones)"
-            if os.environ.get("DVC_STAGE")
+            f" (DVC removed this stage's old outputs before running it; "
+            f"`dvc checkout {stage}` restores the last good ones)"
+            if stage
             else ""
         )
         print(f"error: {exc}{hint}", file=sys.stderr)
