@@ -8,8 +8,17 @@ first, each in its own fresh subprocess (this script re-invoked with a hidden fl
 growth of `resource.getrusage(RUSAGE_SELF).ru_maxrss` over its value after the data were
 created. Both must return identical indices (checked on the last timed repeat).
 
+At scale (`--scale-docs`, default one million, at `--scale-dim` 96): the documents are written
+to a `.npy` file on disk, and a fresh process searches them memory-mapped for the queries
+(exact top-100), reporting its wall time and its peak resident memory (ru_maxrss, everything
+included: the interpreter, torch, the mapped pages it read). The baseline is one full
+similarity matrix over the slice of the first `--slice-docs` documents that memory holds
+easily; `scale_cost_vs_full` is the million-document search's seconds per document over the
+baseline's, and the slice must rank identically both ways.
+
 The last stdout line is one JSON object: speedup_vs_full (chunked qps / full qps), qps_chunked,
-qps_full, peak_mb_chunked, peak_mb_full, identical, ...
+qps_full, peak_mb_chunked, peak_mb_full, identical, search_1m_seconds, search_1m_peak_mb,
+scale_cost_vs_full, ...
 """
 
 from __future__ import annotations
@@ -19,10 +28,13 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
-from harness import alternate, emit, machine, medians
+from harness import alternate, emit, machine, medians, timed
 
 from smec import retrieval
 
@@ -44,10 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--quick", action="store_true", help="smoke run: 200 queries x 20,000 docs, 2 repeats"
     )
+    ap.add_argument("--scale-docs", type=int, default=1_000_000, help="default: %(default)s")
+    ap.add_argument("--scale-dim", type=int, default=96, help="default: %(default)s")
+    ap.add_argument("--slice-docs", type=int, default=100_000, help="default: %(default)s")
     ap.add_argument("--peak-of", choices=["chunked", "full"], help=argparse.SUPPRESS)
+    ap.add_argument("--scale-of", metavar="NPY", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
         args.queries, args.docs, args.repeats = 200, 20_000, 2
+        args.scale_docs, args.slice_docs = 100_000, 10_000
     if min(args.queries, args.docs, args.dim, args.chunk_size, args.repeats) < 1:
         ap.error("sizes and --repeats must be >= 1")
     return args
@@ -107,10 +124,70 @@ def peak_mb(name: str, args: argparse.Namespace) -> float:
     return float(got["peak_mb"])
 
 
+def write_corpus(path: Path, n: int, dim: int, seed: int, rows: int = 65_536) -> None:
+    """n seeded unit vectors into a `.npy`, a block at a time (never all in memory)."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    gen = torch.Generator().manual_seed(seed + 1)
+    for start in range(0, n, rows):
+        x = torch.empty(min(rows, n - start), dim).normal_(generator=gen)
+        out[start : start + len(x)] = x.div_(x.norm(dim=1, keepdim=True)).numpy()
+    out.flush()
+    del out
+
+
+def scale_queries(args: argparse.Namespace) -> torch.Tensor:
+    x = torch.empty(args.queries, args.scale_dim).normal_(
+        generator=torch.Generator().manual_seed(3)
+    )
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def scale_child(args: argparse.Namespace) -> None:
+    """In a fresh process: one search of the memory-mapped corpus, its seconds and peak RSS."""
+    corpus = np.load(args.scale_of, mmap_mode="r")
+    seconds, _ = timed(lambda: retrieval.search(scale_queries(args), corpus, K, args.chunk_size))
+    print(json.dumps({"seconds": seconds, "peak_mb": max_rss_mb()}))
+
+
+def at_scale(args: argparse.Namespace) -> dict:
+    """The memory-mapped million-document search against a full matrix on a slice."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "corpus.npy"
+        write_corpus(path, args.scale_docs, args.scale_dim, args.seed)
+        cmd = [sys.executable, __file__, "--scale-of", str(path), "--queries",
+               str(args.queries), "--scale-dim", str(args.scale_dim), "--chunk-size",
+               str(args.chunk_size)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        big = json.loads(out.strip().splitlines()[-1])
+        q = scale_queries(args)
+        corpus = np.load(path, mmap_mode="r")
+        part = torch.from_numpy(np.array(corpus[: args.slice_docs]))
+        full_s, (_, full_top) = timed(lambda: retrieval.search_full(q, part, K))
+        _, (_, chunk_top) = timed(lambda: retrieval.search(q, corpus[: args.slice_docs], K))
+    per_doc = (big["seconds"] / args.scale_docs) / (full_s / args.slice_docs)
+    print(
+        f"{args.scale_docs} docs x {args.scale_dim} dims memory-mapped: {big['seconds']:.2f} s, "
+        f"peak RSS {big['peak_mb']:.0f} MB; full matrix on {args.slice_docs} docs {full_s:.2f} s "
+        f"({per_doc:.2f}x its cost per document)"
+    )
+    return {
+        "search_1m_seconds": round(big["seconds"], 3),
+        "search_1m_peak_mb": round(big["peak_mb"], 1),
+        "scale_docs": args.scale_docs,
+        "full_slice_seconds": round(full_s, 3),
+        "slice_docs": args.slice_docs,
+        "scale_cost_vs_full": round(per_doc, 4),
+        "slice_identical": bool(torch.equal(chunk_top, full_top)),
+    }
+
+
 def main() -> None:
     args = parse_args()
     if args.peak_of:
         peak_child(args)
+        return
+    if args.scale_of:
+        scale_child(args)
         return
     runs = searches(args.chunk_size)
     print(
@@ -143,8 +220,10 @@ def main() -> None:
         f"identical indices: {identical} ({rows_differ} of {args.queries} queries differ, "
         f"max score diff {score_diff:.2e})"
     )
+    scale = at_scale(args)
     emit(
         {
+            **scale,
             "speedup_vs_full": round(speedup, 4),
             "qps_chunked": round(qps["chunked"], 2),
             "qps_full": round(qps["full"], 2),

@@ -13,20 +13,29 @@ them, timed over several epochs per repeat in rotating order after a warm-up:
 A step is a few milliseconds of small ops, so its timing is very sensitive to other processes
 on the CPU (see the load average printed first); run it on an otherwise idle machine.
 
+Then data-parallel training: mrl+rec in two `gloo` processes under torchrun (one thread each,
+torchrun's default; `smec.distributed`) at the same global batch, this script re-run as the
+workers, timed the same way; against mrl+rec in this one process (all its threads).
+
 The last stdout line is one JSON object: mrl_over_single (mrl / single, goal <= 1.15),
 recorder_overhead (mrl+rec / mrl, goal <= 1.05), samples_per_s (training pairs per second of
-mrl+rec), steps_per_epoch, data, ...
+mrl+rec), ddp_over_single (two processes / one: time, so above 1 is slower; on 2 cores no
+speedup is expected), steps_per_epoch, data, ...
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
-from harness import alternate, emit, machine, medians, stage_args
+from harness import alternate, emit, machine, medians, stage_args, timed
 
-from smec import artifacts, gradstats, heads, methods, synthetic, train
+from smec import artifacts, distributed, gradstats, heads, methods, synthetic, train
 from smec.losses import LOSSES
 from smec.nesting import NestedLoss
 from smec.params import Methods, Train
@@ -53,6 +62,8 @@ def parse_args() -> argparse.Namespace:
         "--repeats", type=int, default=21, help="timed runs of each config (default: %(default)s)"
     )
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 3 repeats")
+    ap.add_argument("--ddp-repeats", type=int, default=5, help="default: %(default)s")
+    ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
         args.epochs, args.repeats = 2, 3
@@ -92,7 +103,9 @@ def run_once(config: str, cfg: Train, data: train.TrainData, epochs: list[list[t
     levels, weights = ([dims[0]], [1.0]) if config == "single" else (dims, cfg.level_weights)
     objective = methods.NestedObjective(NestedLoss(LOSSES[cfg.loss], levels, weights))
     recorder = gradstats.Recorder() if config == "mrl+rec" else None
-    trainer = train.StepTrainer(head, objective, data.q, data.c, data, opt, sched, recorder)
+    sharded = distributed.RowSharded(head) if distributed.world() > 1 else None
+    trainer = train.StepTrainer(head, objective, data.q, data.c, data, opt, sched, recorder,
+                                sharded=sharded)  # fmt: skip
     gen = torch.Generator()
     for e, batch_idx in enumerate(epochs):
         trainer.epoch(batch_idx, e / len(epochs), gen)
@@ -100,14 +113,40 @@ def run_once(config: str, cfg: Train, data: train.TrainData, epochs: list[list[t
             recorder.end_epoch(e)
 
 
-def main() -> None:
-    args = parse_args()
+def setup(args: argparse.Namespace):
     cfg = Train(loss=args.loss, batch_size=args.batch_size)
     data, source = load(args)
     train.seed_everything(cfg.seed, torch.device("cpu"))
     epochs = [
         train.batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, e) for e in range(args.epochs)
     ]
+    return cfg, data, source, epochs
+
+
+def ddp_worker(args: argparse.Namespace) -> None:
+    """One of torchrun's processes: mrl+rec, warmed up, then `--ddp-repeats` timed runs."""
+    distributed.init(torch.device("cpu"))
+    cfg, data, _, epochs = setup(args)
+    run_once("mrl+rec", cfg, data, epochs[:2])
+    seconds = [timed(lambda: run_once("mrl+rec", cfg, data, epochs))[0]
+               for _ in range(args.ddp_repeats)]  # fmt: skip
+    if distributed.is_main():
+        print(json.dumps({"median": statistics.median(seconds)}))
+
+
+def ddp_median(args: argparse.Namespace) -> float:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           __file__, "--ddp-worker", *sys.argv[1:]]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["median"]
+
+
+def main() -> None:
+    args = parse_args()
+    if args.ddp_worker:
+        ddp_worker(args)
+        return
+    cfg, data, source, epochs = setup(args)
     steps = len(epochs[0])
     pairs_per_run = sum(len(b) for batch_idx in epochs for b in batch_idx)
     print(f"data: {source}; {len(data.pairs)} training pairs, {len(data.c)} docs")
@@ -132,6 +171,8 @@ def main() -> None:
     smec_over_smrl = med["smec_step1"] / med["smrl_step1"]
     overhead = med["mrl+rec"] / med["mrl"]
     samples = pairs_per_run / med["mrl+rec"]
+    ddp = ddp_median(args)
+    print(f"ddp_over_single {ddp / med['mrl+rec']:.3f} (2 gloo processes {ddp:.4f}s/run)")
     print(
         f"mrl_over_single {mrl_over_single:.3f} (goal <= 1.15): "
         f"{'ok' if mrl_over_single <= 1.15 else 'OVER'}"
@@ -150,6 +191,7 @@ def main() -> None:
             "smec_over_smrl": round(smec_over_smrl, 4),
             "recorder_overhead": round(overhead, 4),
             "samples_per_s": round(samples, 1),
+            "ddp_over_single": round(ddp / med["mrl+rec"], 4),
             "ms_per_step": {c: round(1e3 * med[c] / n_steps, 4) for c in CONFIGS},
             "steps_per_epoch": steps,
             "epochs_per_run": args.epochs,

@@ -24,7 +24,9 @@ def run(argv: list[str] | None = None) -> dict:
     corpus, queries = artifacts.read_texts(args.corpus, args.queries)
     device = resolve(p.encoder.device)
     model = encode.load_model(p.encoder.model, p.encoder.max_seq_length, device)
-    arrays, stats = encode.embed(model, corpus, queries, p.encoder.batch_size, p.encoder.dtype)
+    arrays, stats = encode.embed(
+        model, corpus, queries, p.encoder.batch_size, p.encoder.dtype, p.encoder.processes
+    )
     meta = {
         "model": p.encoder.model,
         "dim": int(arrays["corpus"].shape[1]),

@@ -4,15 +4,18 @@ Models: the default run's MRL and SMRL (`model` = train), every compared method'
 modules (`model` = compare), and the untrained baselines `truncate` and `pca` (also at the full
 dimension; `model` = untrained). Each at float32 and quantised to int8 and binary
 (:mod:`smec.quantize`), with its bytes per vector. Exact cosine search over the whole prepared
-corpus for the test queries; measures named as MTEB names them.
+corpus for the test queries; measures named as MTEB names them. With `evaluate.processes` > 1 it
+re-runs itself under torchrun: each process searches a shard of the corpus, the first writes.
 """
+
+import sys
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 import mlflow
 import pandas as pd
 import torch
 
-from smec import artifacts, methods, params, quantize, retrieval, tracking
+from smec import artifacts, distributed, methods, params, quantize, retrieval, tracking
 from smec.cli import main, parser
 from smec.device import resolve
 
@@ -30,11 +33,13 @@ INPUTS = (
 OUTPUTS = ("table", "metrics")
 
 
-def run(argv: list[str] | None = None) -> pd.DataFrame:
+def run(argv: list[str] | None = None) -> pd.DataFrame | None:
     ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS, many=("compared",))
     args = ap.parse_args(argv)
     p = params.load(args.params)
-    device = resolve(p.evaluate.device)
+    if distributed.relaunch(p.evaluate.processes, __file__, sys.argv[1:] if argv is None else argv):
+        return None  # torchrun's processes did the work
+    device = distributed.init(resolve(p.evaluate.device))
     ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
     c = torch.from_numpy(artifacts.read_array(args.corpus_emb)).to(device)
     q_all = torch.from_numpy(artifacts.read_array(args.queries_emb)).to(device)
@@ -57,6 +62,8 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     cids = list(ds.corpus.corpus_id)
     table = retrieval.table(quantize.variants(variants), qids, cids, qrels, p.evaluate.chunk_size)
     table = table[["model", "method", "dim", "precision", "bytes_per_vector", *retrieval.MEASURES]]
+    if not distributed.is_main():  # the first process tracks and writes
+        return table
     nested = retrieval.metrics(table)
     artifacts.write_csv(args.table, table, float_format="%.6f")
     artifacts.write_json(args.metrics, nested)

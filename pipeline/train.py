@@ -2,15 +2,17 @@
 
 Writes the trained heads, the per-step gradient record, the per-epoch history and run.json
 (the MLflow run that holds them). A stopped run resumes from its checkpoint, but only if the
-checkpoint was made by the same params, code and inputs.
+checkpoint was made by the same params, code and inputs. With `train.processes` > 1 it re-runs
+itself under torchrun (:mod:`smec.distributed`); the first process tracks and writes.
 """
 
+import sys
 from pathlib import Path
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 import mlflow
 
-from smec import artifacts, params, provenance, tracking, train
+from smec import artifacts, distributed, params, provenance, tracking, train
 from smec.checkpoint import Checkpoint
 from smec.cli import main, parser
 from smec.device import resolve
@@ -25,7 +27,7 @@ def checkpoint_key(p: params.Params, method: str, inputs: list) -> str:
     return provenance.stage_key(Path(__file__).resolve(), _bootstrap.CHECKOUT, inputs, settings)
 
 
-def run(argv: list[str] | None = None) -> train.Result:
+def run(argv: list[str] | None = None) -> train.Result | None:
     ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS)
     ap.add_argument("--method", required=True, choices=["mrl", "smrl"])
     ap.add_argument(
@@ -33,13 +35,17 @@ def run(argv: list[str] | None = None) -> train.Result:
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    if distributed.relaunch(p.train.processes, __file__, sys.argv[1:] if argv is None else argv):
+        return None  # torchrun's processes did the work
     inputs = [args.corpus, args.queries, args.qrels, args.corpus_emb, args.queries_emb]
     ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
-    device = resolve(p.train.device)
+    device = distributed.init(resolve(p.train.device))
     data = train.train_data(
         ds, artifacts.read_array(args.corpus_emb), artifacts.read_array(args.queries_emb), device
     )
     checkpoint = Checkpoint(args.checkpoint, checkpoint_key(p, args.method, inputs))
+    if not distributed.is_main():  # the first process tracks and writes
+        return train.fit(args.method, p.train, data, checkpoint)
     resumed = checkpoint.load()
     run_id = resumed["run_id"] if resumed else None
     if resumed:

@@ -124,11 +124,10 @@ def stage_script(name: str):
 NOT_PATHS = {"method", "arm", "loss", "optimizer", "lr", "momentum", "rank_scale"}  # not paths
 
 
-def run_stage(stage: str, root: Path, params: Path, **replace: str | list[str]):
-    """Run a stage in process, its dvc.yaml paths placed under `root`; `replace` swaps an
-    option's value or values (`mrl_gradients="x"` for `--mrl-gradients x`)."""
+def stage_argv(stage: str, root: Path, params: Path, **replace: str | list[str]):
+    """A stage's script name and arguments from dvc.yaml, its paths placed under `root`;
+    `replace` swaps an option's value or values (`mrl_gradients="x"` for `--mrl-gradients x`)."""
     words = dvc_commands()[stage]
-    script = Path(words[1]).stem
     argv, key = [], None
     for w in words[2:]:
         if w.startswith("--"):
@@ -139,7 +138,13 @@ def run_stage(stage: str, root: Path, params: Path, **replace: str | list[str]):
                 argv += [value] if isinstance(value, str) else [str(root / v) for v in value]
         elif key not in replace:
             argv.append(w if key in NOT_PATHS else str(root / w))
-    return stage_script(script).run([*argv, "--params", str(params)])
+    return Path(words[1]).stem, [*argv, "--params", str(params)]
+
+
+def run_stage(stage: str, root: Path, params: Path, **replace: str | list[str]):
+    """Run a stage in process (see :func:`stage_argv`)."""
+    script, argv = stage_argv(stage, root, params, **replace)
+    return stage_script(script).run(argv)
 
 
 def write_params(path: Path, **sections: dict) -> Path:

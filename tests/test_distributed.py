@@ -96,17 +96,19 @@ def test_the_evaluate_stage_in_two_processes_writes_the_one_process_table(embedd
     pd.testing.assert_frame_equal(pd.read_csv(root / "2.csv"), pd.read_csv(root / "1.csv"))
 
 
-def hashed_bag_of_words(texts: list[str], dim: int = 64) -> np.ndarray:
-    """A cheap, deterministic embedding of real text (the search, not the encoder, is tested):
-    word counts times a seeded random projection. Duplicate texts give exact ties."""
+def hashed_tfidf(texts: list[str], dim: int = 256) -> np.ndarray:
+    """A cheap, deterministic embedding of real text (the search is tested, not the encoder):
+    hashed words, tf-idf weighted, times a seeded random projection. Duplicate texts tie."""
     rows, cols = [], []
     for r, text in enumerate(texts):
         for word in text.lower().split():
             rows.append(r)
-            cols.append(zlib.crc32(word.encode()) % 4096)
-    counts = scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), 4096))
-    proj = np.random.default_rng(0).standard_normal((4096, dim))
-    return np.asarray(counts @ proj, dtype=np.float32)
+            cols.append(zlib.crc32(word.encode()) % 2**15)
+    tf = scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), 2**15))
+    tf.data = 1 + np.log(tf.data)
+    idf = np.log(len(texts) / (1 + np.bincount(tf.indices, minlength=tf.shape[1])))
+    proj = np.random.default_rng(0).standard_normal((tf.shape[1], dim))
+    return np.asarray((tf @ scipy.sparse.diags(idf)) @ proj, dtype=np.float32)
 
 
 WORKER = """
@@ -128,10 +130,12 @@ def test_sharded_search_of_scifact_gives_the_one_process_top_100_and_metrics(tmp
     test = ds.qrels[ds.qrels.split == "test"]
     qids = sorted(set(test.query_id))
     texts = dict(zip(ds.queries.query_id, ds.queries.text, strict=True))
-    corpus = hashed_bag_of_words(
+    corpus = hashed_tfidf(
         [f"{t} {x}" for t, x in zip(ds.corpus.title, ds.corpus.text, strict=True)]
     )
-    queries = hashed_bag_of_words([texts[q] for q in qids])
+    queries = hashed_tfidf([texts[q] for q in qids])
+    corpus[-1] = corpus[0]  # a planted duplicate in the last shard: the tie keeps corpus order
+    queries = np.concatenate([queries, corpus[:1]])  # and a query that ranks both first
     np.save(tmp_path / "corpus.npy", corpus)
     np.save(tmp_path / "queries.npy", queries)
     (tmp_path / "worker.py").write_text(WORKER)
@@ -140,9 +144,10 @@ def test_sharded_search_of_scifact_gives_the_one_process_top_100_and_metrics(tmp
     s1, i1 = retrieval.search(torch.from_numpy(queries), torch.from_numpy(corpus), 100)
     i3 = torch.from_numpy(np.load(paths[2]))
     assert torch.equal(i3, i1)
+    assert i3[-1, :2].tolist() == [0, len(corpus) - 1]
     assert torch.equal(torch.from_numpy(np.load(paths[3])), s1)
     qrels = retrieval.qrels_dict(test)
     cids = list(ds.corpus.corpus_id)
-    one = retrieval.evaluate(qrels, retrieval.run_dict(qids, cids, i1))
-    assert retrieval.evaluate(qrels, retrieval.run_dict(qids, cids, i3)) == one
+    one = retrieval.evaluate(qrels, retrieval.run_dict(qids, cids, i1[:-1]))
+    assert retrieval.evaluate(qrels, retrieval.run_dict(qids, cids, i3[:-1])) == one
     assert one["ndcg_at_10"] > 0.2  # a real ranking, not noise

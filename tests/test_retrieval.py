@@ -19,6 +19,33 @@ def test_chunked_search_equals_full_ranking_ties_included():
     assert i[0, :3].tolist() == [7, 9, 50]  # ties broken by corpus order
 
 
+def test_ties_straddling_the_kth_score_keep_the_lowest_corpus_rows():
+    # 60 identical documents and 5 better ones: top-10 must be the 5, then rows 0..4 of the tie
+    gen = torch.Generator().manual_seed(1)
+    query = torch.randn(1, 8, generator=gen)
+    corpus = torch.cat([query.repeat(60, 1) + 0.5, query.repeat(5, 1)])[torch.randperm(65)]
+    corpus = torch.cat([corpus, torch.randn(30, 8, generator=gen)])
+    for chunk in (7, 32, 95):
+        s, i = retrieval.search(query, corpus, 10, chunk)
+        fs, fi = retrieval.search_full(query, corpus, 10)
+        assert torch.equal(i, fi), chunk
+        assert torch.equal(s, fs)
+
+
+def test_a_memory_mapped_corpus_searches_like_a_tensor(tmp_path):
+    import numpy as np
+
+    corpus = torch.randn(500, 16, generator=torch.Generator().manual_seed(2))
+    np.save(tmp_path / "c.npy", corpus.numpy())
+    mapped = np.load(tmp_path / "c.npy", mmap_mode="r")
+    queries = torch.randn(3, 16)
+    for chunk in (64, 1000):
+        assert torch.equal(
+            retrieval.search(queries, mapped, 50, chunk)[1],
+            retrieval.search_full(queries, corpus, 50)[1],
+        )
+
+
 def test_k_larger_than_corpus():
     _s, i = retrieval.search(torch.randn(2, 4), torch.randn(3, 4), k=100, chunk_size=2)
     assert i.shape == (2, 3)

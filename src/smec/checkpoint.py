@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from smec import atomic
+from smec import atomic, distributed
 
 
 class Checkpoint:
@@ -40,11 +40,12 @@ class Checkpoint:
 
     def save(self, state: dict, force: bool = False) -> None:
         """Write `state` if `every` seconds have passed since the last write (or `force`)."""
-        if not force and time.monotonic() - self._last < self.every:
+        if not distributed.is_main() or (not force and time.monotonic() - self._last < self.every):
             return
         with atomic.target(self.path) as tmp:
             torch.save({**state, "key": self.key}, tmp)
         self._last = time.monotonic()
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if distributed.is_main():  # under torchrun, every process reads; the first writes
+            self.path.unlink(missing_ok=True)

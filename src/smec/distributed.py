@@ -138,7 +138,3 @@ def search(search_shard, queries: torch.Tensor, corpus, k: int):
     dist.all_gather(all_i, i.contiguous())
     return merge_topk(all_s, all_i, min(k, len(corpus)))
 
-
-def require_single(what: str) -> None:
-    if world() > 1:
-        raise SmecError(f"{what} runs in one process; set its processes param to 1")

@@ -43,6 +43,15 @@ class Encoder(_Section):
     batch_size: PosInt = 64
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["float32", "bfloat16"] = "float32"
+    processes: PosInt = 1  # sentence-transformers' multi-process pool: CPU processes or GPUs
+
+    @model_validator(mode="after")
+    def _one_process_bf16(self) -> Encoder:
+        if self.processes > 1 and self.dtype != "float32":
+            raise ValueError(
+                f"encoder.dtype={self.dtype!r}: runs in one process (encoder.processes=1)"
+            )
+        return self
 
 
 class Train(_Section):
@@ -64,6 +73,7 @@ class Train(_Section):
     smrl_step_epochs: PosInt | None = None
     heldout_eval: bool = True
     rank_scale: Annotated[float, Field(gt=0)] = 1.0
+    processes: PosInt = 1  # the train stage under torchrun (smec.distributed); 1: no torchrun
 
     @model_validator(mode="after")
     def _nesting(self) -> Train:
@@ -165,6 +175,7 @@ class Compare(_Section):
 class Evaluate(_Section):
     chunk_size: PosInt = 8192
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    processes: PosInt = 1  # torchrun processes, each searching a shard of the corpus
 
 
 class Render(_Section):

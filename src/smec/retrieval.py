@@ -8,6 +8,7 @@ trec_eval's own tie rule.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import ir_measures
@@ -15,6 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+
+from smec import distributed
 
 # MTEB's names for the measures, used everywhere: CSV columns, DVC metrics, MLflow.
 MEASURES = {
@@ -24,28 +27,59 @@ MEASURES = {
 }
 
 
-def _merge(best_s, best_i, s, idx, k):
-    """Top-k of the union, by score descending then corpus index ascending (ties included):
-    the running best holds smaller indices than the chunk, so a stable sort keeps the order."""
-    cat_s, cat_i = torch.cat([best_s, s], dim=1), torch.cat([best_i, idx], dim=1)
-    order = torch.sort(cat_s, dim=1, descending=True, stable=True).indices[:, :k]
-    return cat_s.gather(1, order), cat_i.gather(1, order)
+def _rows(corpus, lo: int, hi: int, device: torch.device) -> torch.Tensor:
+    """Rows [lo, hi) of a tensor or an array (a memory-mapped `.npy` reads only those)."""
+    if isinstance(corpus, torch.Tensor):
+        return corpus[lo:hi].to(device)
+    return torch.from_numpy(np.array(corpus[lo:hi])).to(device)  # a copy of one chunk
+
+
+def _topk(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k columns per row by score descending, then column ascending.
+
+    `torch.topk` is fast but breaks ties arbitrarily; its candidates are put in order by a
+    stable sort over ascending columns, and the rare row with more tied scores at its k-th
+    value than it kept is sorted whole.
+    """
+    vals, idx = torch.topk(s, k, dim=1, sorted=False)
+    idx = idx.sort(dim=1).values
+    vals = s.gather(1, idx)
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    vals, idx = vals.gather(1, order), idx.gather(1, order)
+    short = ((s >= vals[:, -1:]).sum(dim=1) > k).nonzero().squeeze(1)
+    if len(short):
+        full = torch.sort(s[short], dim=1, descending=True, stable=True)
+        vals[short], idx[short] = full.values[:, :k], full.indices[:, :k]
+    return vals, idx
+
+
+def _search_rows(q: torch.Tensor, corpus, k: int, lo: int, hi: int, chunk_size: int):
+    """Top-k of corpus rows [lo, hi) for unit queries `q`, one chunk of rows at a time."""
+    best_s = q.new_empty((len(q), 0))
+    best_i = torch.empty((len(q), 0), dtype=torch.long, device=q.device)
+    for start in range(lo, hi, chunk_size):
+        chunk = F.normalize(_rows(corpus, start, min(start + chunk_size, hi), q.device).float(),
+                            dim=-1)  # fmt: skip
+        s, i = _topk(q @ chunk.T, min(k, len(chunk)))
+        best_s, best_i = distributed.merge_topk([best_s, s], [best_i, i + start], k)
+    return best_s, best_i
 
 
 @torch.no_grad()
-def search(queries: torch.Tensor, corpus: torch.Tensor, k: int, chunk_size: int = 8192):
-    """Top-k corpus rows per query by cosine similarity, reading the corpus in chunks so that
-    memory stays at queries × (chunk_size + k) scores."""
+def search(queries: torch.Tensor, corpus, k: int, chunk_size: int = 8192):
+    """Top-k corpus rows per query by cosine similarity, ties by corpus row.
+
+    `corpus` is a tensor or an array, e.g. a memory-mapped `.npy`: it is read `chunk_size` rows
+    at a time, so memory stays at queries × (chunk_size + k) scores plus one chunk. Under
+    torchrun every process searches a shard and all get the merged top-k
+    (:func:`smec.distributed.search`).
+    """
     q = F.normalize(queries.float(), dim=-1)
     k = min(k, len(corpus))
-    best_s = q.new_empty((len(q), 0))
-    best_i = torch.empty((len(q), 0), dtype=torch.long, device=q.device)
-    for start in range(0, len(corpus), chunk_size):
-        chunk = F.normalize(corpus[start : start + chunk_size].float(), dim=-1)
-        s = q @ chunk.T
-        idx = torch.arange(start, start + len(chunk), device=q.device).expand(len(q), -1)
-        best_s, best_i = _merge(best_s, best_i, s, idx, k)
-    return best_s, best_i
+    if distributed.world() > 1:
+        shard = functools.partial(_search_rows, chunk_size=chunk_size)
+        return distributed.search(shard, q, corpus, k)
+    return _search_rows(q, corpus, k, 0, len(corpus), chunk_size)
 
 
 @torch.no_grad()

@@ -3,7 +3,9 @@
 Every method reduces to one loop, planned by :func:`smec.methods.plan`: train a module on fixed
 inputs with its step's objective, one step at a time; MRL is one step with all nested widths,
 SMRL one per halving on the frozen output of the steps before (:mod:`smec.methods` has the
-others). The gradient of the module's weight is recorded at every optimiser step.
+others). The gradient of the module's weight is recorded at every optimiser step. Under torchrun
+(`train.processes` > 1), each process runs the head on its share of every batch and the
+gradients are summed (:mod:`smec.distributed`): the same training as one process.
 
 Determinism: every random draw comes from a generator seeded by (seed, step, epoch), so a run
 resumed from its checkpoint after epoch e draws exactly what an uninterrupted run draws.
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from smec import gradstats, heads, methods, retrieval
+from smec import distributed, gradstats, heads, methods, retrieval
 from smec.artifacts import Dataset
 from smec.checkpoint import Checkpoint
 from smec.errors import SmecError
@@ -116,6 +118,7 @@ class StepTrainer:
     recorder: gradstats.Recorder | None
     temperature: float = 0.05
     rank_scale: float = 1.0
+    sharded: nn.Module | None = None  # under torchrun: the module run on this process's rows
 
     @classmethod
     def build(
@@ -139,8 +142,13 @@ class StepTrainer:
         n_steps = steps_per_epoch(len(data.pairs), cfg.batch_size)
         opt, sched = optimizer(module, cfg, spec.epochs * n_steps)
         objective = methods.objective(method, spec, cfg, opts, tables)
+        sharded = None
+        if distributed.world() > 1:
+            if not isinstance(objective, methods.NestedObjective):
+                raise SmecError(f"{method}: only mrl and smrl train in several processes")
+            sharded = distributed.RowSharded(module)
         return cls(module, objective, xq, xc, data, opt, sched, gradstats.Recorder(),
-                   cfg.temperature, cfg.rank_scale)  # fmt: skip
+                   cfg.temperature, cfg.rank_scale, sharded)  # fmt: skip
 
     def epoch(self, batch_idx: list[torch.Tensor], progress: float, gen: torch.Generator) -> float:
         """One pass over the training pairs; returns the mean loss."""
@@ -153,9 +161,12 @@ class StepTrainer:
                 data.relevance(qi, di), data.q[qi], data.c[di], self.temperature, self.rank_scale
             )
             ctx = methods.Context(progress, gen, qi, di)
-            loss = self.objective(self.module, self.xq[qi], self.xc[di], batch, ctx)
+            module = self.module if self.sharded is None else self.sharded
+            loss = self.objective(module, self.xq[qi], self.xc[di], batch, ctx)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.sharded is not None:
+                distributed.all_reduce_grads(self.module)
             if self.recorder is None:
                 self.opt.step()
             else:
@@ -238,7 +249,8 @@ def _fit_step(
     best = current["best"] if current is not None else None
     offset = (spec.index - 1) * spec.epochs  # one timeline over the steps, for MLflow
     bar = tqdm(range(start, spec.epochs), desc=f"{method} step {spec.index}", unit="epoch",
-               initial=start, total=spec.epochs, leave=False, disable=None)  # fmt: skip
+               initial=start, total=spec.epochs, leave=False,
+               disable=None if distributed.is_main() else True)  # fmt: skip
     for epoch in bar:
         t0 = time.perf_counter()
         lr = trainer.sched.get_last_lr()[0]
