@@ -3,7 +3,7 @@ import subprocess
 
 import mlflow
 
-from smec import tracking
+from smec import params, tracking
 
 
 def _create(barrier, queue):
@@ -68,3 +68,11 @@ def test_under_dvc_exp_run_the_commit_is_the_experiments_baseline(tmp_path, monk
     assert tracking.commit(repo) == f"{base}-dirty"  # code differs from the baseline
     git(repo, "checkout", "-q", base)
     assert tracking.commit(repo) == base
+
+
+def test_a_run_name_fits_the_sql_stores_column_however_many_params_changed():
+    p = params.Params.model_validate({"data": {"path": "/" + "long/" * 60}})
+    name = tracking.run_name("sweep@ce mrl", p)
+    assert len(name) == tracking.RUN_NAME_MAX and name.endswith("…")
+    assert name.startswith("sweep@ce mrl · data.path=/long/")
+    assert tracking.run_name("embed", params.Params()) == "embed · defaults"

@@ -35,6 +35,7 @@ TAG_PARENT = "mlflow.parentRunId"
 # experiment is not a GenAI one; a new experiment otherwise opens on an empty traces overview.
 TAG_KIND = "mlflow.experimentKind"
 KIND = "custom_model_development"
+RUN_NAME_MAX = 250  # the `runs.name` column of MLflow's SQL schema
 # Files the pipeline itself rewrites while it runs: their changes do not make the code dirty.
 PIPELINE_RECORDS = ("dvc.lock", "params.yaml", "metrics")
 
@@ -123,11 +124,16 @@ def parent_run(p: params.Params, checkout: Path) -> str:
     if found:
         return found[0].info.run_id
     name = os.environ.get("DVC_EXP_NAME") or "dvc repro"
-    run = client.create_run(
-        exp_id, run_name=f"{name} · {params.changed(p)}", tags={**tags, TAG_ROLE: "pipeline"}
-    )
+    run = client.create_run(exp_id, run_name=run_name(name, p), tags={**tags, TAG_ROLE: "pipeline"})
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.flat(p).items()])
     return run.info.run_id
+
+
+def run_name(head: str, p: params.Params) -> str:
+    """`head · <the params that differ from the defaults>`, cut to the 250 characters a run name
+    may have in MLflow's SQL stores (sqlite does not enforce it; PostgreSQL refuses the run)."""
+    name = f"{head} · {params.changed(p)}"
+    return name if len(name) <= RUN_NAME_MAX else name[: RUN_NAME_MAX - 1] + "…"
 
 
 @contextlib.contextmanager
@@ -163,7 +169,7 @@ def stage_run(
         else:
             with mlflow.start_run(
                 experiment_id=experiment_id(p.tracking.experiment),
-                run_name=f"{stage}{' ' + label if label else ''} · {params.changed(p)}",
+                run_name=run_name(f"{stage} {label}".strip(), p),
                 parent_run_id=parent,
                 tags=all_tags,
             ) as run:
