@@ -10,7 +10,7 @@ export MPLBACKEND ?= Agg
 # DVC's stage commands call `python`: the venv's
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test lint ci-repro bench clean-venv
+.PHONY: repro test test-team services services-stop lint ci-repro bench clean-venv
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ repro: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# A team's services on 127.0.0.1 (PostgreSQL, SeaweedFS's S3 gateway, an MLflow server), under
+# .services/; README "Working as a team".
+services: $(STAMP)
+	$(BIN)/python -m smec.services start .services
+
+services-stop: $(STAMP)
+	$(BIN)/python -m smec.services stop .services
+
+test-team: $(STAMP)  # starts and stops its own services
+	$(BIN)/python -m pytest -q -m team tests/test_team.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
