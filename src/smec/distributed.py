@@ -137,4 +137,3 @@ def search(search_shard, queries: torch.Tensor, corpus, k: int):
     dist.all_gather(all_s, s.contiguous())
     dist.all_gather(all_i, i.contiguous())
     return merge_topk(all_s, all_i, min(k, len(corpus)))
-
