@@ -53,7 +53,7 @@ ci-repro: $(STAMP)
 	git clone -q . $(CI_DIR)
 	cd $(CI_DIR) && BEIR_DATA_DIR=$${BEIR_DATA_DIR:-$(abspath ../shared/data)} \
 	  dvc exp run $(CI_SET)
-	cd $(CI_DIR) && $(BIN)/python pipeline/where.py --require 1 2
+	cd $(CI_DIR) && $(BIN)/python pipeline/where.py --require 1 2 --losses rank
 	@echo "CI reproduction outputs: $(CI_DIR)"
 
 bench: $(STAMP)  # stops at the first benchmark that fails

@@ -1,9 +1,9 @@
 """After `dvc repro`: print the claims, where the figures and tables are, and the MLflow store.
 
 The claims are those decided on 95% intervals over seeds, per sweep arm. With `--require N
-...`, exit 1 unless those claims passed for every loss and every compared method is in the
-comparison table at every width (the CI reproduction's checks). The paths are those `dvc.yaml`
-declares as outputs, so they are never written twice.
+...`, exit 1 unless those claims passed for every loss (or for the `--losses` named) and every
+compared method is in the comparison table at every width (the CI reproduction's checks). The
+paths are those `dvc.yaml` declares as outputs, so they are never written twice.
 """
 
 import argparse
@@ -48,6 +48,12 @@ def run(argv: list[str] | None = None) -> None:
         default=[],
         help="claims that must pass (e.g. 1 2); the others are reported",
     )
+    ap.add_argument(
+        "--losses",
+        nargs="+",
+        metavar="LOSS",
+        help="the losses whose claims --require checks (default: every loss of the sweep)",
+    )
     args = ap.parse_args(argv)
     root = _bootstrap.CHECKOUT
     outs, compared = declared(root)
@@ -63,9 +69,14 @@ def run(argv: list[str] | None = None) -> None:
         print(f"           open with: .venv/bin/mlflow ui --backend-store-uri {uri} --workers 1")
     experiment = params.load(root / "params.yaml").tracking.experiment
     print(f"           runs at:   {tracking.ui_url(experiment)}")
+    unknown = sorted(set(args.losses or []) - set(report["per_loss"]))
+    if unknown:
+        known = ", ".join(report["per_loss"])
+        ap.error(f"--losses {' '.join(unknown)}: not a loss of the sweep ({known})")
     failed = [
         f"claim {n} ({loss})"
         for loss, arm in report["per_loss"].items()
+        if args.losses is None or loss in args.losses
         for n in args.require
         if not report["arms"][arm][KEYS[n]]["passed"]
     ]
