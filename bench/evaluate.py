@@ -142,11 +142,18 @@ def scale_queries(args: argparse.Namespace) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True)
 
 
+def hwm_mb() -> float:
+    """This process's own peak resident set (VmHWM, Linux): unlike ru_maxrss it does not start
+    at the high-water mark of the parent that ran the full matrix before this child."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
+
+
 def scale_child(args: argparse.Namespace) -> None:
     """In a fresh process: one search of the memory-mapped corpus, its seconds and peak RSS."""
     corpus = np.load(args.scale_of, mmap_mode="r")
     seconds, _ = timed(lambda: retrieval.search(scale_queries(args), corpus, K, args.chunk_size))
-    print(json.dumps({"seconds": seconds, "peak_mb": max_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "peak_mb": hwm_mb()}))
 
 
 def at_scale(args: argparse.Namespace) -> dict:
