@@ -110,10 +110,11 @@ def test_mteb_reads_our_result_file_with_its_own_loader(tmp_path):
 def test_a_trec_run_file_scores_as_the_search_did_ties_included(tmp_path):
     gen = torch.Generator().manual_seed(0)
     corpus = torch.randn(60, 8, generator=gen)
-    corpus[10] = corpus[3]  # identical vectors: a tie, broken by corpus order in the search
+    corpus[50] = corpus[3]  # identical vectors: a tie, broken by corpus order in the search
+    # (trec_eval breaks ties by document id, descending: "d50" before "d3", the other order)
     queries = torch.cat([corpus[3:4], torch.randn(4, 8, generator=gen)])
     qids, cids = [f"q{i}" for i in range(5)], [f"d{i}" for i in range(60)]
-    qrels = {"q0": {"d10": 1}, "q1": {"d5": 2, "d7": 1}, "q2": {"d1": 1}, "q3": {"d0": 1},
+    qrels = {"q0": {"d50": 1}, "q1": {"d5": 2, "d7": 1}, "q2": {"d1": 1}, "q3": {"d0": 1},
              "q4": {"d59": 1}}  # fmt: skip
     scores, top = retrieval.search(queries, corpus, 20)
     path = tmp_path / "run.trec"

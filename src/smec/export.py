@@ -69,14 +69,15 @@ def mteb_task_name(data_name: str) -> str:
 def trec_run(query_ids, corpus_ids, top: torch.Tensor, scores: torch.Tensor, tag: str) -> str:
     """A TREC run file, `qid Q0 docid rank score tag`, ranks from 1 in our ranking's order.
 
-    trec_eval orders a query's documents by score (ties by document id), not by rank, so a tie
-    in cosine is written a hair (1e-9) below the document before it: the file ranks exactly as
-    the search did."""
+    trec_eval orders a query's documents by score (ties by document id, descending), not by
+    rank, so a tie in cosine is written a hair below the document before it: the file ranks
+    exactly as the search did. The hair is 1e-6, above float32's resolution near 1 (6e-8): a
+    1e-9 step was lost between the file and the evaluator (ir-measures / pytrec_eval)."""
     lines = []
     for qid, row, row_scores in zip(query_ids, top.tolist(), scores.tolist(), strict=True):
         previous = float("inf")
         for rank, (doc, score) in enumerate(zip(row, row_scores, strict=True), 1):
-            score = min(score, previous - 1e-9)
+            score = min(score, previous - 1e-6)
             lines.append(f"{qid} Q0 {corpus_ids[doc]} {rank} {score:.9f} {tag}")
             previous = score
     return "\n".join(lines) + "\n"
