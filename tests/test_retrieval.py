@@ -32,6 +32,22 @@ def test_ties_straddling_the_kth_score_keep_the_lowest_corpus_rows():
         assert torch.equal(s, fs)
 
 
+def test_pruned_chunks_rank_like_the_full_matrix_across_blocks_and_chunks():
+    # many blocks per chunk, so later chunks go through the block-max pruning; planted copies
+    # of a query's near neighbours tie across blocks and chunks
+    gen = torch.Generator().manual_seed(3)
+    corpus = torch.randn(5000, 6, generator=gen)
+    queries = torch.randn(40, 6, generator=gen)
+    near = retrieval.search_full(queries[:8], corpus, 5)[1].flatten()
+    corpus[4000 : 4000 + len(near)] = corpus[near] * 3.0  # ties in the last chunks
+    corpus[1300 : 1300 + len(near)] = corpus[near]
+    for chunk in (256, 1000, 4096):
+        s, i = retrieval.search(queries, corpus, 30, chunk)
+        fs, fi = retrieval.search_full(queries, corpus, 30)
+        assert torch.equal(i, fi), chunk
+        assert torch.allclose(s, fs)
+
+
 def test_a_memory_mapped_corpus_searches_like_a_tensor(tmp_path):
     import numpy as np
 

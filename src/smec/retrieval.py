@@ -25,6 +25,7 @@ MEASURES = {
     "recall_at_100": ir_measures.R @ 100,
     "mrr_at_10": ir_measures.RR @ 10,
 }
+BLOCK = 64  # corpus rows per block of the search's pruning pass (`_merge_blocks`)
 
 
 def _rows(corpus, lo: int, hi: int, device: torch.device) -> torch.Tensor:
@@ -53,6 +54,34 @@ def _topk(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vals, idx
 
 
+def _merge_blocks(s: torch.Tensor, best_s: torch.Tensor, best_i: torch.Tensor, start: int):
+    """Merge a chunk's scores `s` (corpus rows from `start`) into a full top-k, looking only at
+    the blocks of `BLOCK` columns whose best score beats the query's k-th.
+
+    Once every query holds k results, a later chunk can only enter where it scores strictly
+    above the k-th (a tie loses: its corpus row is higher), and on large corpora that is a few
+    blocks per query: one pass for the block maxima replaces a top-k over the whole chunk.
+    Candidates are laid out after the current top-k, so a tie keeps the lower corpus row.
+    """
+    blocks = F.pad(s, (0, -s.shape[1] % BLOCK), value=-torch.inf).unflatten(1, (-1, BLOCK))
+    rows, cols = (blocks.amax(dim=2) > best_s[:, -1:]).nonzero(as_tuple=True)
+    if not len(rows):
+        return best_s, best_i
+    hit, counts = torch.unique_consecutive(rows, return_counts=True)
+    which = torch.repeat_interleave(torch.arange(len(hit), device=s.device), counts)
+    slot = torch.arange(len(rows), device=s.device) - (counts.cumsum(0) - counts)[which]
+    shape = (len(hit), int(counts.max()), BLOCK)
+    cand_s = s.new_full(shape, -torch.inf)
+    cand_i = torch.full(shape, -1, dtype=torch.long, device=s.device)
+    cand_s[which, slot] = blocks[rows, cols]
+    cand_i[which, slot] = start + cols[:, None] * BLOCK + torch.arange(BLOCK, device=s.device)
+    vals, pos = _topk(torch.cat([best_s[hit], cand_s.flatten(1)], dim=1), best_s.shape[1])
+    best_s, best_i = best_s.clone(), best_i.clone()
+    best_s[hit] = vals
+    best_i[hit] = torch.cat([best_i[hit], cand_i.flatten(1)], dim=1).gather(1, pos)
+    return best_s, best_i
+
+
 def _search_rows(q: torch.Tensor, corpus, k: int, lo: int, hi: int, chunk_size: int):
     """Top-k of corpus rows [lo, hi) for unit queries `q`, one chunk of rows at a time."""
     best_s = q.new_empty((len(q), 0))
@@ -60,7 +89,11 @@ def _search_rows(q: torch.Tensor, corpus, k: int, lo: int, hi: int, chunk_size: 
     for start in range(lo, hi, chunk_size):
         chunk = F.normalize(_rows(corpus, start, min(start + chunk_size, hi), q.device).float(),
                             dim=-1)  # fmt: skip
-        s, i = _topk(q @ chunk.T, min(k, len(chunk)))
+        s = q @ chunk.T
+        if best_s.shape[1] == k:
+            best_s, best_i = _merge_blocks(s, best_s, best_i, start)
+            continue
+        s, i = _topk(s, min(k, len(chunk)))
         best_s, best_i = distributed.merge_topk([best_s, s], [best_i, i + start], k)
     return best_s, best_i
 
