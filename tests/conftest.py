@@ -3,6 +3,7 @@ stage scripts run in process with the very arguments `dvc.yaml` gives them."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -94,14 +95,26 @@ def mlflow_template(tmp_path_factory) -> Path:
     return db
 
 
+def use_store(mp: pytest.MonkeyPatch, root: Path, template: Path) -> str:
+    """A copy of the migrated store at `root`/mlflow.db, the stages pointed at it and at `root`."""
+    db = root / "mlflow.db"
+    shutil.copy(template, db)
+    uri = f"sqlite:///{db}"
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mp.setenv("DVC_ROOT", str(root))
+    return uri
+
+
+@contextlib.contextmanager
+def store_at(root: Path, template: Path):
+    """`use_store` for a module-scoped fixture (monkeypatch is per test)."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield use_store(mp, root, template)
+
+
 @pytest.fixture
 def mlflow_uri(tmp_path: Path, mlflow_template: Path, monkeypatch) -> str:
-    db = tmp_path / "mlflow.db"
-    shutil.copy(mlflow_template, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    return uri
+    return use_store(monkeypatch, tmp_path, mlflow_template)
 
 
 @functools.cache

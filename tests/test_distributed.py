@@ -2,7 +2,6 @@
 processes) against one process, and a sharded search of SciFact against one process."""
 
 import os
-import shutil
 import subprocess
 import sys
 import zlib
@@ -15,7 +14,15 @@ import torch
 
 from smec import artifacts, beir, retrieval
 
-from .conftest import ROOT, SCIFACT, run_stage, stage_argv, write_beir, write_params
+from .conftest import (
+    ROOT,
+    SCIFACT,
+    run_stage,
+    stage_argv,
+    store_at,
+    write_beir,
+    write_params,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +49,7 @@ def tiny_params(path, data, processes: int):
 def embedded(tmp_path_factory, mlflow_template):
     """The tiny data set prepared and embedded once, into one MLflow store."""
     root = tmp_path_factory.mktemp("dist")
-    shutil.copy(mlflow_template, root / "mlflow.db")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        mp.setenv("DVC_ROOT", str(root))
+    with store_at(root, mlflow_template):
         p = tiny_params(root / "params.yaml", write_beir(root / "tiny"), 1)
         for stage in ("prepare", "embed"):
             run_stage(stage, root, p)

@@ -3,7 +3,6 @@ the real encoder and a real MLflow store: outputs, the MLflow layout, traceabili
 figures and runs, one-line errors, the figure's structure."""
 
 import json
-import shutil
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -15,7 +14,7 @@ from smec import figures, params, provenance, tracking
 from smec.checkpoint import Checkpoint
 from smec.errors import SmecError
 
-from .conftest import ROOT, run_stage, stage_script, write_beir, write_params
+from .conftest import ROOT, run_stage, stage_script, store_at, write_beir, write_params
 
 SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
 COMPARE = [
@@ -51,10 +50,7 @@ def tiny_params(path, tiny_beir):
 def project(tmp_path_factory, mlflow_template):
     """Every stage run once on a tiny BEIR folder, into one MLflow store."""
     root = tmp_path_factory.mktemp("project")
-    shutil.copy(mlflow_template, root / "mlflow.db")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        mp.setenv("DVC_ROOT", str(root))
+    with store_at(root, mlflow_template):
         p = tiny_params(root / "params.yaml", write_beir(root / "tiny"))
         out = {stage: run_stage(stage, root, p, **EXPORTED.get(stage, {})) for stage in ALL}
         yield root, p, out

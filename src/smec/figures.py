@@ -51,6 +51,23 @@ def _errors(low: pd.Series | None, mean: pd.Series, high: pd.Series | None):
     return [(mean - low).clip(lower=0).to_numpy(), (high - mean).clip(lower=0).to_numpy()]
 
 
+def _captioned(fig, caption: str, bottom: float = 0.04):
+    """The provenance caption under the axes (data, encoder, params, commit)."""
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
+
+
+def _ndcg_axes(ax, xlabel: str, title: str, legend_size: float) -> None:
+    """A log2 x axis against nDCG@10, as the comparison figures share."""
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("nDCG@10 (test queries)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size, ncol=2)
+    ax.set_title(title)
+
+
 def _seed_panel(
     ax,
     t: pd.DataFrame,
@@ -127,9 +144,7 @@ def gradient_stats(table: pd.DataFrame, epochs: list[int], dims: list[int], capt
     fig, ax = plt.subplots(figsize=(9, 5.6))
     _seed_panel(ax, table.set_index(["method", "epoch"]), epochs, dims)
     ax.set_title("Gradient size and variance of the head's weights, MRL vs SMRL")
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
+    return _captioned(fig, caption)
 
 
 def interval_frame(long: pd.DataFrame, arm: str) -> pd.DataFrame:
@@ -170,9 +185,7 @@ def gradient_stats_ci(
         bbox_to_anchor=(0.5, 0.035),
     )
     fig.suptitle(title)
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
-    return fig
+    return _captioned(fig, caption, bottom=0.13)
 
 
 def falls(long: pd.DataFrame, panels: list[tuple[str, str]], min_fall: float, caption: str):
@@ -212,9 +225,7 @@ def falls(long: pd.DataFrame, panels: list[tuple[str, str]], min_fall: float, ca
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("How far the gradient statistics fall, mean and 95% interval over seeds")
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
+    return _captioned(fig, caption)
 
 
 def retrieval(table: pd.DataFrame, caption: str):
@@ -239,9 +250,7 @@ def retrieval(table: pd.DataFrame, caption: str):
     ax.set_ylabel("nDCG@10 (test queries)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
+    return _captioned(fig, caption)
 
 
 COMPARE_STYLE = {  # method: (colour, marker, linestyle); the untrained baselines dashed
@@ -276,17 +285,10 @@ def comparison(table: pd.DataFrame, caption: str):
             capsize=3,
             label=method,
         )
-    ax.set_xscale("log", base=2)
+    _ndcg_axes(ax, "dimension", "Every method at every width, mean and 95% interval over seeds", 8)
     dims = sorted(table["dim"].unique())
-    ax.set_xticks(dims, [str(d) for d in dims])
-    ax.set_xlabel("dimension")
-    ax.set_ylabel("nDCG@10 (test queries)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title("Every method at every width, mean and 95% interval over seeds")
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
+    ax.set_xticks(dims, [str(d) for d in dims])  # after the log scale, which resets ticks
+    return _captioned(fig, caption)
 
 
 def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
@@ -325,15 +327,13 @@ def quality_bytes(table: pd.DataFrame, caption: str):
                     fontsize=6, xytext=(3, -8), textcoords="offset points")  # fmt: skip
     for precision, marker in markers.items():
         ax.scatter([], [], color="#555555", marker=marker, s=18, label=precision)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("bytes per vector")
-    ax.set_ylabel("nDCG@10 (test queries)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Quality against size: widths and precisions (float32, int8, binary)")
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
+    _ndcg_axes(
+        ax,
+        "bytes per vector",
+        "Quality against size: widths and precisions (float32, int8, binary)",
+        7,
+    )
+    return _captioned(fig, caption)
 
 
 def _heldout_dim(column: str) -> int:
@@ -372,9 +372,7 @@ def convergence(history: pd.DataFrame, caption: str, variance: str = "grad_var_e
         ax.set_xlabel("epoch (of each head)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
+    return _captioned(fig, caption, bottom=0.05)
 
 
 def save(fig, stem: Path, png_metadata: dict[str, str] | None = None) -> list[Path]:
