@@ -14,11 +14,20 @@ bf16_speedup_vs_reference, bf16_min_cosine, n_texts, max_seq_length, ...
 `--fidelity` instead encodes the whole data set in float32 and bfloat16 and compares nDCG@10
 of the test queries (the truncate baseline at 384, 192, 96, 48) and row cosines: the bar a
 faster default must pass (row cosine >= 0.9999, nDCG@10 equal to three decimals).
+
+`--onnx` adds two ONNX Runtime arms (needs `pip install -r bench/requirements-onnx.txt`): the
+model's transformer exported here from the packaged weights with `torch.onnx.export`, run in
+float32 and dynamically quantised to int8, with the model's tokenizer, length-sorted batches
+and mean pooling as sentence-transformers does. sentence-transformers' own ONNX backend needs
+`optimum-onnx`, which requires transformers < 4.58 (this project pins 5.24), so the session is
+built directly; JSON keys onnx_speedup_vs_reference, onnx_min_cosine, onnx_int8_... .
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,6 +77,11 @@ def parse_args() -> argparse.Namespace:
         help="instead of timing: encode the whole corpus and the test queries in float32 and "
         "bfloat16 and compare nDCG@10 (truncated to each width) and row cosines (minutes)",
     )
+    ap.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also time ONNX Runtime float32 and int8 (pip install -r bench/requirements-onnx.txt)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.n, args.repeats = 8, 2
@@ -106,6 +120,59 @@ def fidelity(args: argparse.Namespace) -> None:
           "ndcg_equal_to_3_decimals": same, "n_texts": len(texts["corpus"])})  # fmt: skip
 
 
+class _Hidden(torch.nn.Module):
+    """The transformer with positional inputs and one output, as the ONNX exporter wants it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+
+
+def onnx_runs(model, texts: list[str], batch_size: int, folder: Path) -> dict[str, Callable]:
+    """ONNX Runtime float32 and int8 encoders of `model` (exported into `folder`)."""
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        sys.exit("--onnx needs onnx and onnxruntime: pip install -r bench/requirements-onnx.txt")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    tok = model.tokenizer
+    sample = tok(texts[:2], padding=True, truncation=True, max_length=model.max_seq_length,
+                 return_tensors="pt")  # fmt: skip
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]}
+    torch.onnx.export(_Hidden(model[0].auto_model.eval()), tuple(sample[n] for n in names),
+                      folder / "fp32.onnx", input_names=names, output_names=["hidden"],
+                      dynamic_axes=axes, opset_version=17, dynamo=False)  # fmt: skip
+    quantize_dynamic(folder / "fp32.onnx", folder / "int8.onnx", weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    order = np.argsort([-len(x) for x in texts], kind="stable")  # as sentence-transformers
+
+    def run(session) -> np.ndarray:
+        out = np.empty((len(texts), model.get_embedding_dimension()), np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            batch = tok([texts[i] for i in rows], padding=True, truncation=True,
+                        max_length=model.max_seq_length, return_tensors="np")  # fmt: skip
+            hidden = session.run(None, {n: batch[n].astype(np.int64) for n in names})[0]
+            mask = batch["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(1) / mask.sum(1)
+            out[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+    sessions = {
+        f"onnx{tag}": ort.InferenceSession(str(folder / f"{name}.onnx"), options,
+                                           providers=["CPUExecutionProvider"])
+        for tag, name in (("", "fp32"), ("_int8", "int8"))
+    }  # fmt: skip
+    return {name: (lambda s=s: run(s)) for name, s in sessions.items()}
+
+
 def main() -> None:
     args = parse_args()
     if args.fidelity:
@@ -135,6 +202,10 @@ def main() -> None:
             show_progress_bar=False,
         ),
     }
+    if args.onnx:
+        runs |= onnx_runs(model, texts, args.batch_size, Path(tempfile.mkdtemp()))
+        for name in ("onnx", "onnx_int8"):
+            runs[name]()  # warm-up
     warm = texts[: min(len(texts), REFERENCE_BATCH)]
     enc.encode(model, warm, args.batch_size)
     model.encode(
@@ -165,8 +236,15 @@ def main() -> None:
         f"min cosine to reference {bf16_cos:.5f})"
     )
     print(f"agreement: max abs diff {max_abs:.2e}, min cosine {cos.min():.7f}")
+    onnx = {}
+    for name in ("onnx", "onnx_int8") if args.onnx else ():
+        onnx[f"{name}_speedup_vs_reference"] = round(tps[name] / tps["reference"], 4)
+        onnx[f"{name}_min_cosine"] = float((emb[name] * ref).sum(1).min())  # unit rows
+        print(f"{name}: {tps[name]:.1f} texts/s, {onnx[f'{name}_speedup_vs_reference']:.3f}x, "
+              f"min cosine to reference {onnx[f'{name}_min_cosine']:.6f}")  # fmt: skip
     emit(
         {
+            **onnx,
             "texts_per_s": round(tps["smec"], 3),
             "reference_texts_per_s": round(tps["reference"], 3),
             "speedup_vs_reference": round(speedup, 4),
