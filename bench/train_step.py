@@ -1,8 +1,9 @@
 """Training-step cost of the MRL head: nested loss and gradient-recorder overhead.
 
-Runs `smec.train.train_epoch` on the 384 -> 192 head over a fixed list of batches (from
-`smec.train.batches`, one list per epoch, shared by every run) on the real SciFact embeddings
-when data/prepared and data/embeddings exist, else on `smec.synthetic.latent_factor_data()`.
+Runs `StepTrainer.epoch` (`smec.training.loop`) on the 384 -> 192 head over a fixed list of
+batches (`smec.training.data.batches`, one list per epoch, shared by every run) on the real
+SciFact embeddings when data/prepared and data/embeddings exist, else on
+`smec.training.synthetic.latent_factor_data()`.
 Three configurations, each with a fresh head, optimiser and scheduler built as train.py builds
 them, timed over several epochs per repeat in rotating order after a warm-up:
 
@@ -14,7 +15,7 @@ A step is a few milliseconds of small ops, so its timing is very sensitive to ot
 on the CPU (see the load average printed first); run it on an otherwise idle machine.
 
 Then data-parallel training: mrl+rec in two `gloo` processes under torchrun (one thread each,
-torchrun's default; `smec.distributed`) at the same global batch, this script re-run as the
+torchrun's default; `smec.infra.distributed`) at the same global batch, this script re-run as the
 workers, timed the same way; against mrl+rec in this one process (all its threads).
 
 The last stdout line is one JSON object: mrl_over_single (mrl / single, goal <= 1.15),
@@ -35,10 +36,16 @@ from pathlib import Path
 import torch
 from harness import alternate, emit, machine, medians, stage_args, timed
 
-from smec import artifacts, distributed, gradstats, heads, methods, synthetic, train
-from smec.losses import LOSSES
-from smec.nesting import NestedLoss
-from smec.params import Methods, Train
+from smec.data import inputs
+from smec.infra import distributed
+from smec.measure import gradstats
+from smec.model import heads, methods
+from smec.model.losses import LOSSES
+from smec.model.methods.base import NestedObjective
+from smec.model.nesting import NestedLoss
+from smec.params import Train
+from smec.training import loop, synthetic
+from smec.training.data import TrainData, batches, train_data
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("single", "mrl", "mrl+rec", "smrl_step1", "smec_step1")
@@ -72,40 +79,47 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def load(args: argparse.Namespace) -> tuple[train.TrainData, str]:
+def load(args: argparse.Namespace) -> tuple[TrainData, str]:
     """The train stage's own inputs when the pipeline has made them, else synthetic data."""
     a = stage_args(args.root, "train@mrl")
     if not args.synthetic and all(a[k].exists() for k in ("qrels", "corpus_emb")):
-        ds = artifacts.read_prepared(a["corpus"], a["queries"], a["qrels"])
-        c, q = artifacts.read_array(a["corpus_emb"]), artifacts.read_array(a["queries_emb"])
-        return train.train_data(ds, c, q, torch.device("cpu")), f"scifact ({a['corpus_emb']})"
+        stage_in = inputs.read(argparse.Namespace(**a))
+        return train_data(stage_in, torch.device("cpu")), f"scifact ({a['corpus_emb']})"
     return synthetic.latent_factor_data(), "synthetic latent_factor_data()"
 
 
-def run_step(method: str, cfg: Train, data: train.TrainData, epochs: list[list[torch.Tensor]]):
-    """The first step of `method` exactly as the pipeline trains it (recorder included)."""
-    spec = methods.plan(method, cfg.model_copy(update={"method_dims": [192, 96, 48]}), 384)[0]
-    trainer = train.StepTrainer.build(
-        method, spec, methods.build(spec, cfg), [], data, cfg, Methods()
-    )
+def run_step(name: str, cfg: Train, data: TrainData, epochs: list[list[torch.Tensor]]):
+    """The first step of method `name` exactly as the pipeline trains it (recorder included)."""
+    job = loop.Job(methods.get(name), cfg.model_copy(update={"method_dims": [192, 96, 48]}))
+    spec = job.method.plan(job.cfg, 384)[0]
+    trainer = loop.StepTrainer.build(job, spec, job.method.build(spec, job.cfg), [], data)
     for e, batch_idx in enumerate(epochs):
         trainer.epoch(batch_idx, e / len(epochs), torch.Generator().manual_seed(e))
         trainer.recorder.end_epoch(e)
 
 
-def run_once(config: str, cfg: Train, data: train.TrainData, epochs: list[list[torch.Tensor]]):
+def run_once(config: str, cfg: Train, data: TrainData, epochs: list[list[torch.Tensor]]):
     """Train a fresh head for len(epochs) epochs (optimiser and recorder included)."""
     if config in STEP_CONFIGS:
         return run_step(STEP_CONFIGS[config], cfg, data, epochs)
     dims = cfg.method_dims
     head = heads.make_head(data.q.shape[1], dims[0], cfg.bias, cfg.init, cfg.seed * 100 + 1)
-    opt, sched = train.optimizer(head, cfg, sum(len(b) for b in epochs))
+    opt, sched = loop.optimizer(head, cfg, sum(len(b) for b in epochs))
     levels, weights = ([dims[0]], [1.0]) if config == "single" else (dims, cfg.level_weights)
-    objective = methods.NestedObjective(NestedLoss(LOSSES[cfg.loss], levels, weights))
+    objective = NestedObjective(NestedLoss(LOSSES[cfg.loss], levels, weights))
     recorder = gradstats.Recorder() if config == "mrl+rec" else None
     sharded = distributed.RowSharded(head) if distributed.world() > 1 else None
-    trainer = train.StepTrainer(head, objective, data.q, data.c, data, opt, sched, recorder,
-                                sharded=sharded)  # fmt: skip
+    trainer = loop.StepTrainer(
+        module=head,
+        objective=objective,
+        xq=data.q,
+        xc=data.c,
+        data=data,
+        opt=opt,
+        sched=sched,
+        recorder=recorder,
+        sharded=sharded,
+    )
     gen = torch.Generator()
     for e, batch_idx in enumerate(epochs):
         trainer.epoch(batch_idx, e / len(epochs), gen)
@@ -116,10 +130,8 @@ def run_once(config: str, cfg: Train, data: train.TrainData, epochs: list[list[t
 def setup(args: argparse.Namespace):
     cfg = Train(loss=args.loss, batch_size=args.batch_size)
     data, source = load(args)
-    train.seed_everything(cfg.seed, torch.device("cpu"))
-    epochs = [
-        train.batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, e) for e in range(args.epochs)
-    ]
+    loop.seed_everything(cfg.seed, torch.device("cpu"))
+    epochs = [batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, e) for e in range(args.epochs)]
     return cfg, data, source, epochs
 
 
@@ -128,15 +140,24 @@ def ddp_worker(args: argparse.Namespace) -> None:
     distributed.init(torch.device("cpu"))
     cfg, data, _, epochs = setup(args)
     run_once("mrl+rec", cfg, data, epochs[:2])
-    seconds = [timed(lambda: run_once("mrl+rec", cfg, data, epochs))[0]
-               for _ in range(args.ddp_repeats)]  # fmt: skip
+    seconds = [
+        timed(lambda: run_once("mrl+rec", cfg, data, epochs))[0] for _ in range(args.ddp_repeats)
+    ]
     if distributed.is_main():
         print(json.dumps({"median": statistics.median(seconds)}))
 
 
 def ddp_median(args: argparse.Namespace) -> float:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           __file__, "--ddp-worker", *sys.argv[1:]]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        __file__,
+        "--ddp-worker",
+        *sys.argv[1:],
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["median"]
 

@@ -14,24 +14,25 @@ import mlflow
 import pandas as pd
 import torch
 
-from smec import artifacts, comparison, params, retrieval, tracking
-from smec.cli import main, parser
-from smec.device import resolve
+from smec import params
+from smec.data import artifacts, inputs
+from smec.infra import tracking
+from smec.infra.cli import main, parser
+from smec.infra.device import resolve
+from smec.measure import comparison, retrieval
+from smec.model import methods
 
-INPUTS = ("corpus", "queries", "qrels", "corpus-emb", "queries-emb")
 OUTPUTS = ("table", "queries-table", "gradstats", "metrics")
 
 
-def baselines(args, dims: list[int], device) -> pd.DataFrame:
-    ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
-    c = torch.from_numpy(artifacts.read_array(args.corpus_emb)).to(device)
-    q_all = torch.from_numpy(artifacts.read_array(args.queries_emb)).to(device)
-    qids, q, qrels = retrieval.test_queries(ds, q_all)
-    cids = list(ds.corpus.corpus_id)
+def baselines(stage_in: inputs.StageInputs, dims: list[int], device) -> pd.DataFrame:
+    """Per-query scores of every learning-free baseline of the registry at every width."""
+    c = torch.from_numpy(stage_in.corpus_emb).to(device)
+    test = retrieval.TestSet.of(stage_in.ds, torch.from_numpy(stage_in.queries_emb).to(device))
     return pd.concat(
         [
-            retrieval.per_query(zq, zc, qids, cids, qrels).assign(**labels, seed=0)
-            for labels, zq, zc in retrieval.baselines(q, c, dims)
+            test.per_query(zq, zc).assign(**labels, seed=0)
+            for labels, zq, zc in methods.baselines(test.queries, c, dims)
         ],
         ignore_index=True,
     )
@@ -39,12 +40,17 @@ def baselines(args, dims: list[int], device) -> pd.DataFrame:
 
 def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap = parser(
-        __doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS, many=("scores", "stats")
+        __doc__,
+        _bootstrap.CHECKOUT,
+        inputs=inputs.OPTIONS,
+        outputs=OUTPUTS,
+        many=("scores", "stats"),
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)
     trained = pd.concat([artifacts.read_parquet(s) for s in args.scores], ignore_index=True)
-    scores = pd.concat([trained, baselines(args, p.compare.dims, resolve(p.evaluate.device))])
+    untrained = baselines(inputs.read(args), p.compare.dims, resolve(p.evaluate.device))
+    scores = pd.concat([trained, untrained])
     table = comparison.table(scores, reference="mrl", draws=p.compare.permutations)
     per_query = comparison.per_query_means(scores)
     stats = pd.concat([artifacts.read_parquet(s) for s in args.stats], ignore_index=True)

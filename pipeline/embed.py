@@ -7,9 +7,11 @@ their order) and a meta.json (model, dimension, counts); logs throughput to MLfl
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 import mlflow
 
-from smec import artifacts, encode, params, tracking
-from smec.cli import main, parser
-from smec.device import resolve
+from smec import params
+from smec.data import artifacts, encode
+from smec.infra import tracking
+from smec.infra.cli import main, parser
+from smec.infra.device import resolve
 
 
 def run(argv: list[str] | None = None) -> dict:

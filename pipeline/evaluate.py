@@ -1,11 +1,12 @@
 """DVC stage `evaluate`: nDCG@10, Recall@100 and MRR@10 per model, width and precision.
 
 Models: the default run's MRL and SMRL (`model` = train), every compared method's seed-0
-modules (`model` = compare), and the untrained baselines `truncate` and `pca` (also at the full
+modules (`model` = compare), and the registry's learning-free baselines (also at the full
 dimension; `model` = untrained). Each at float32 and quantised to int8 and binary
-(:mod:`smec.quantize`), with its bytes per vector. Exact cosine search over the whole prepared
-corpus for the test queries; measures named as MTEB names them. With `evaluate.processes` > 1 it
-re-runs itself under torchrun: each process searches a shard of the corpus, the first writes.
+(:mod:`smec.measure.quantize`), with its bytes per vector. Exact cosine search over the whole
+prepared corpus for the test queries; measures named as MTEB names them. With
+`evaluate.processes` > 1 it re-runs itself under torchrun: each process searches a shard of the
+corpus, the first writes.
 """
 
 import sys
@@ -15,21 +16,15 @@ import mlflow
 import pandas as pd
 import torch
 
-from smec import artifacts, distributed, methods, params, quantize, retrieval, tracking
-from smec.cli import main, parser
-from smec.device import resolve
+from smec import params
+from smec.data import artifacts, inputs
+from smec.infra import distributed, tracking
+from smec.infra.cli import main, parser
+from smec.infra.device import resolve
+from smec.measure import quantize, retrieval
+from smec.model import methods
 
-INPUTS = (
-    "corpus",
-    "queries",
-    "qrels",
-    "corpus-emb",
-    "queries-emb",
-    "mrl-heads",
-    "smrl-heads",
-    "mrl-run",
-    "smrl-run",
-)
+INPUTS = (*inputs.OPTIONS, "mrl-heads", "smrl-heads", "mrl-run", "smrl-run")
 OUTPUTS = ("table", "metrics")
 
 
@@ -40,27 +35,26 @@ def run(argv: list[str] | None = None) -> pd.DataFrame | None:
     if distributed.relaunch(p.evaluate.processes, __file__, sys.argv[1:] if argv is None else argv):
         return None  # torchrun's processes did the work
     device = distributed.init(resolve(p.evaluate.device))
-    ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
-    c = torch.from_numpy(artifacts.read_array(args.corpus_emb)).to(device)
-    q_all = torch.from_numpy(artifacts.read_array(args.queries_emb)).to(device)
-    qids, q, qrels = retrieval.test_queries(ds, q_all)
+    stage_in = inputs.read(args)
+    ds = stage_in.ds
+    c = torch.from_numpy(stage_in.corpus_emb).to(device)
+    test = retrieval.TestSet.of(ds, torch.from_numpy(stage_in.queries_emb).to(device))
     widths = sorted({c.shape[1], *p.train.method_dims, *p.compare.dims}, reverse=True)
     variants = [
         ({**labels, "model": "untrained"}, zq, zc)
-        for labels, zq, zc in retrieval.baselines(q, c, widths)
+        for labels, zq, zc in methods.baselines(test.queries, c, widths)
     ]
     trained = [("train", args.mrl_heads), ("train", args.smrl_heads)]
     trained += [("compare", path) for path in args.compared]
     for model, path in trained:
         meta, states = artifacts.read_modules(path)
         mods = [m.to(device) for m in methods.restore(meta, states)]
-        method, dims = meta["method"], meta["dims"]
+        method, dims = methods.learned(meta["method"]), meta["dims"]
         for d in dims:
-            zq = methods.embed_at(method, mods, dims, q, d)
-            zc = methods.embed_at(method, mods, dims, c, d)
-            variants.append(({"model": model, "method": method, "dim": d}, zq, zc))
-    cids = list(ds.corpus.corpus_id)
-    table = retrieval.table(quantize.variants(variants), qids, cids, qrels, p.evaluate.chunk_size)
+            zq = method.embed_at(mods, dims, test.queries, d)
+            zc = method.embed_at(mods, dims, c, d)
+            variants.append(({"model": model, "method": method.name, "dim": d}, zq, zc))
+    table = retrieval.table(quantize.variants(variants), test, p.evaluate.chunk_size)
     table = table[["model", "method", "dim", "precision", "bytes_per_vector", *retrieval.MEASURES]]
     if not distributed.is_main():  # the first process tracks and writes
         return table

@@ -16,10 +16,14 @@ import mlflow
 import pandas as pd
 import torch
 
-from smec import artifacts, atomic, encode, export, methods, params, retrieval, tracking
-from smec.cli import main, parser
+from smec import params
+from smec.data import artifacts, encode, inputs
+from smec.infra import atomic, tracking
+from smec.infra.cli import main, parser
+from smec.measure import retrieval
+from smec.model import methods
+from smec.report import export
 
-INPUTS = ("corpus", "queries", "qrels", "corpus-emb", "queries-emb")
 OUTPUTS = ("models", "mteb", "trec", "per-query")
 
 
@@ -30,23 +34,28 @@ def log_model(model, run_id: str, name: str, example: list[str]) -> None:
     signature = infer_signature(example, model.encode(example))
     with mlflow.start_run(run_id=run_id):
         mlflow.sentence_transformers.log_model(
-            model, name=name, signature=signature, input_example=example,
+            model,
+            name=name,
+            signature=signature,
+            input_example=example,
             pip_requirements=["sentence-transformers", "torch"],
-        )  # fmt: skip
+        )
 
 
 def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap = parser(
-        __doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS, many=("modules", "runs")
+        __doc__,
+        _bootstrap.CHECKOUT,
+        inputs=inputs.OPTIONS,
+        outputs=OUTPUTS,
+        many=("modules", "runs"),
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)
-    ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
-    c = torch.from_numpy(artifacts.read_array(args.corpus_emb))
-    qids, q, qrels = retrieval.test_queries(
-        ds, torch.from_numpy(artifacts.read_array(args.queries_emb))
-    )
-    cids = list(ds.corpus.corpus_id)
+    stage_in = inputs.read(args)
+    ds = stage_in.ds
+    c = torch.from_numpy(stage_in.corpus_emb)
+    test = retrieval.TestSet.of(ds, torch.from_numpy(stage_in.queries_emb))
     encoder = encode.load_model(p.encoder.model, p.encoder.max_seq_length, torch.device("cpu"))
     task = export.mteb_task_name(p.data.name)
     example = list(ds.queries.text[:2])
@@ -59,30 +68,27 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     ):
         for modules_path, run_path in zip(args.modules, args.runs, strict=True):
             meta, states = artifacts.read_modules(modules_path)
-            modules, method, dims = methods.restore(meta, states), meta["method"], meta["dims"]
+            modules, dims = methods.restore(meta, states), meta["dims"]
+            method = methods.learned(meta["method"])
             run_id = artifacts.read_json(run_path)["run_id"]
             for d in dims:
-                name = export.model_name(method, d)
+                name = export.model_name(method.name, d)
                 start = time.perf_counter()
-                zq = methods.embed_at(method, modules, dims, q, d)
-                zc = methods.embed_at(method, modules, dims, c, d)
+                zq = method.embed_at(modules, dims, test.queries, d)
+                zc = method.embed_at(modules, dims, c, d)
                 scores, top = retrieval.search(zq, zc, 100)
-                run = retrieval.run_dict(qids, cids, top)
-                measures = retrieval.evaluate(qrels, run)
+                run = retrieval.run_dict(test.query_ids, test.corpus_ids, top)
+                measures = retrieval.evaluate(test.qrels, run)
                 result = export.mteb_result(task, measures, time.perf_counter() - start)
                 artifacts.write_mteb(
                     mteb_dir / name / "no_revision_available" / f"{task}.json", result
                 )
                 (trec_dir / f"{name}.trec").write_text(
-                    export.trec_run(qids, cids, top, scores, name)
+                    export.trec_run(test.query_ids, test.corpus_ids, top, scores, name)
                 )
-                per_query.append(
-                    retrieval.per_query(zq, zc, qids, cids, qrels)[["query_id", "ndcg_at_10"]]
-                    .assign(model=name)
-                )  # fmt: skip
-                model = export.sentence_transformer(
-                    encoder, export.linear_maps(method, modules, dims, d)
-                )
+                ndcg = test.per_query(zq, zc)[["query_id", "ndcg_at_10"]]
+                per_query.append(ndcg.assign(model=name))
+                model = export.sentence_transformer(encoder, method.linear_maps(modules, dims, d))
                 model.save(str(models_dir / name))
                 log_model(model, run_id, name, example)
                 print(f"exported {name}: nDCG@10 {measures['ndcg_at_10']:.4f}")

@@ -9,8 +9,11 @@ import _bootstrap  # first: this checkout's code, under the project's interprete
 import mlflow
 import pandas as pd
 
-from smec import artifacts, claims, gradstats, params, tracking
-from smec.cli import main, parser
+from smec import params
+from smec.data import artifacts
+from smec.infra import tracking
+from smec.infra.cli import main, parser
+from smec.measure import claims, gradstats
 
 INPUTS = ("mrl-gradients", "smrl-gradients")
 OUTPUTS = ("table", "curves", "claims", "metrics")

@@ -14,12 +14,17 @@ import _bootstrap  # first: this checkout's code, under the project's interprete
 import mlflow
 import pandas as pd
 
-from smec import artifacts, gradstats, intervals, params, tracking, train
-from smec.checkpoint import Checkpoint
-from smec.cli import main, parser
-from smec.device import resolve
+from smec import params
+from smec.data import artifacts, inputs
+from smec.infra import tracking
+from smec.infra.cli import main, parser
+from smec.infra.device import resolve
+from smec.measure import gradstats, intervals
+from smec.model import methods
+from smec.training import data as training_data
+from smec.training import loop
+from smec.training.checkpoint import Checkpoint
 
-INPUTS = ("corpus", "queries", "qrels", "corpus-emb", "queries-emb")
 NO_EVAL = {"heldout_eval": False}
 
 
@@ -28,15 +33,10 @@ def predicted(dims: list[int], weights: list[float]) -> float:
 
 
 def run(argv: list[str] | None = None) -> pd.DataFrame:
-    args = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=("table",)).parse_args(argv)
+    ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=inputs.OPTIONS, outputs=("table",))
+    args = ap.parse_args(argv)
     p = params.load(args.params)
-    ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
-    data = train.train_data(
-        ds,
-        artifacts.read_array(args.corpus_emb),
-        artifacts.read_array(args.queries_emb),
-        resolve(p.train.device),
-    )
+    data = training_data.train_data(inputs.read(args), resolve(p.train.device))
     rows = []
     for dims, weights in p.law.configs():
         ratios = []
@@ -44,7 +44,8 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
             changes = {"method_dims": dims, "mrl_weights": weights, "seed": seed, "epochs": 1}
             cfg = params.Train.model_validate(p.train.model_dump() | changes | NO_EVAL)
             with tempfile.TemporaryDirectory() as tmp:  # one epoch: nothing to resume
-                record = train.fit("mrl", cfg, data, Checkpoint(Path(tmp) / "state.pt", "")).record
+                job = loop.Job(methods.learned("mrl"), cfg)
+                record = loop.fit(job, data, Checkpoint(Path(tmp) / "state.pt", "")).record
             ratios.append(gradstats.per_epoch(record, split=dims[1]).low_over_high.iloc[0])
         ci = intervals.t_interval(ratios)
         rows.append(

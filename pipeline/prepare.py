@@ -7,8 +7,10 @@ three tables as parquet.
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 
-from smec import artifacts, beir, params, tracking
-from smec.cli import main, parser
+from smec import params
+from smec.data import artifacts, beir
+from smec.infra import tracking
+from smec.infra.cli import main, parser
 
 OUTPUTS = ("corpus", "queries", "qrels")
 

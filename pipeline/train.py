@@ -3,7 +3,7 @@
 Writes the trained heads, the per-step gradient record, the per-epoch history and run.json
 (the MLflow run that holds them). A stopped run resumes from its checkpoint, but only if the
 checkpoint was made by the same params, code and inputs. With `train.processes` > 1 it re-runs
-itself under torchrun (:mod:`smec.distributed`); the first process tracks and writes.
+itself under torchrun (:mod:`smec.infra.distributed`); the first process tracks and writes.
 """
 
 import sys
@@ -12,23 +12,28 @@ from pathlib import Path
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 import mlflow
 
-from smec import artifacts, distributed, params, provenance, tracking, train
-from smec.checkpoint import Checkpoint
-from smec.cli import main, parser
-from smec.device import resolve
+from smec import params
+from smec.data import artifacts, inputs
+from smec.infra import distributed, provenance, tracking
+from smec.infra.cli import main, parser
+from smec.infra.device import resolve
+from smec.model import methods
+from smec.training import data as training_data
+from smec.training import loop
+from smec.training.checkpoint import Checkpoint
+from smec.training.tracked import Track, tracked_fit
 
-INPUTS = ("corpus", "queries", "qrels", "corpus-emb", "queries-emb")
 OUTPUTS = ("heads", "gradients", "history", "run-json")
 
 
-def checkpoint_key(p: params.Params, method: str, inputs: list) -> str:
+def checkpoint_key(p: params.Params, method: str, paths) -> str:
     """Params, this stage's code (its import closure) and its input files."""
     settings = {"method": method, **{s: getattr(p, s).model_dump() for s in ("data", "train")}}
-    return provenance.stage_key(Path(__file__).resolve(), _bootstrap.CHECKOUT, inputs, settings)
+    return provenance.stage_key(Path(__file__).resolve(), _bootstrap.CHECKOUT, paths, settings)
 
 
-def run(argv: list[str] | None = None) -> train.Result | None:
-    ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS)
+def run(argv: list[str] | None = None) -> loop.Result | None:
+    ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=inputs.OPTIONS, outputs=OUTPUTS)
     ap.add_argument("--method", required=True, choices=["mrl", "smrl"])
     ap.add_argument(
         "--checkpoint", type=Path, required=True, help="resumable state (not a DVC output)"
@@ -37,45 +42,33 @@ def run(argv: list[str] | None = None) -> train.Result | None:
     p = params.load(args.params)
     if distributed.relaunch(p.train.processes, __file__, sys.argv[1:] if argv is None else argv):
         return None  # torchrun's processes did the work
-    inputs = [args.corpus, args.queries, args.qrels, args.corpus_emb, args.queries_emb]
-    ds = artifacts.read_prepared(args.corpus, args.queries, args.qrels)
+    stage_in = inputs.read(args)
     device = distributed.init(resolve(p.train.device))
-    data = train.train_data(
-        ds, artifacts.read_array(args.corpus_emb), artifacts.read_array(args.queries_emb), device
+    data = training_data.train_data(stage_in, device)
+    job = loop.Job(methods.learned(args.method), p.train)
+    track = Track(
+        p, f"train@{args.method}", _bootstrap.CHECKOUT, tags={"method": args.method}, live=True
     )
-    checkpoint = Checkpoint(args.checkpoint, checkpoint_key(p, args.method, inputs))
+    ckpt = Checkpoint(args.checkpoint, checkpoint_key(p, args.method, stage_in.paths))
     if not distributed.is_main():  # the first process tracks and writes
-        return train.fit(args.method, p.train, data, checkpoint)
-    resumed = checkpoint.load()
-    run_id = resumed["run_id"] if resumed else None
-    if resumed:
-        print(f"{args.method}: resuming from {checkpoint.path} (MLflow run {run_id})")
-    with tracking.stage_run(
-        p, f"train@{args.method}", _bootstrap.CHECKOUT, run_id=run_id, tags={"method": args.method}
-    ) as mlrun:
-        if run_id is None:
+        return loop.fit(job, data, ckpt)
+    with tracked_fit(job, data, ckpt, track) as fitted:
+        result = fitted.result
+        if fitted.fresh:
             mlflow.log_params({"method": args.method, "device": str(device)})
             tracking.log_prepared(
-                ds, args.corpus, args.queries, args.qrels, p.data.name, "training"
+                stage_in.ds, args.corpus, args.queries, args.qrels, p.data.name, "training"
             )
-        result = train.fit(
-            args.method,
-            p.train,
-            data,
-            checkpoint,
-            run_id=mlrun.info.run_id,
-            on_epoch=lambda row: mlflow.log_metrics(
-                train.metric_names(row), step=row["global_epoch"]
-            ),
-        )
         meta = {"method": args.method, "dims": p.train.method_dims, "in_dim": data.q.shape[1]}
         artifacts.write_modules(args.heads, meta, [m.cpu() for m in result.modules])
         artifacts.write_parquet(args.gradients, result.record)
         artifacts.write_csv(args.history, result.history, float_format="%.8g")
-        artifacts.write_json(args.run_json, {**tracking.run_info(mlrun), "method": args.method})
+        artifacts.write_json(
+            args.run_json, {**tracking.run_info(fitted.run), "method": args.method}
+        )
         mlflow.log_artifact(str(args.heads))
         mlflow.log_artifact(str(args.history))
-    checkpoint.clear()
+    ckpt.clear()
     last = result.history.iloc[-1]
     print(
         f"{args.method}: {len(result.modules)} head(s), final loss {last['loss']:.4f}, "

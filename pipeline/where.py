@@ -12,8 +12,11 @@ from pathlib import Path
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 
-from smec import artifacts, claims, comparison, params, tracking
-from smec.cli import main
+from smec import params
+from smec.data import artifacts
+from smec.infra import tracking
+from smec.infra.cli import main
+from smec.measure import claims, comparison
 
 KEYS = {1: "claim1_low_rows_gradient", 2: "claim2_variance", 3: "claim3_fall"}
 

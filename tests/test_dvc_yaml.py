@@ -1,11 +1,14 @@
-"""dvc.yaml against the code: each stage depends on exactly the files its script imports, and
-every path a stage is given is one it declares (so paths cannot drift between the two)."""
+"""dvc.yaml against the code: each stage depends on exactly the files its script imports (a
+folder only where every file of it is imported), every path a stage is given is one it declares,
+the `compare` foreach lists exactly the registry's learned methods, and the committed dvc.lock
+records the hashes of the committed code."""
 
 from pathlib import Path
 
 import pytest
 
-from smec import provenance
+from smec.infra import provenance
+from smec.model import methods
 
 from .conftest import NOT_PATHS, ROOT, dvc_commands
 
@@ -27,16 +30,25 @@ def declared() -> dict[str, tuple[set[str], set[str]]]:
         }
 
 
-def code(paths: set[str]) -> set[str]:
-    return {p for p in paths if p.startswith(("pipeline/", "src/"))}
+def is_code(path: str) -> bool:
+    return path.startswith(("pipeline/", "src/"))
+
+
+def python_files(dep: str) -> set[str]:
+    """A code dep as the .py files it covers (a folder: every one under it)."""
+    path = ROOT / dep
+    if path.is_dir():
+        return {p.relative_to(ROOT).as_posix() for p in path.rglob("*.py")}
+    return {dep}
 
 
 @pytest.mark.parametrize("stage", sorted(dvc_commands()))
 def test_a_stage_depends_on_exactly_the_code_it_imports(stage):
     script = ROOT / dvc_commands()[stage][1]
     closure = {p.relative_to(ROOT).as_posix() for p in provenance.closure(script, ROOT / "src")}
-    deps, _ = declared()[stage]
-    missing, extra = closure - code(deps), code(deps) - closure
+    code = {dep for dep in declared()[stage][0] if is_code(dep)}
+    covered = set().union(*(python_files(dep) for dep in code))
+    missing, extra = closure - covered, covered - closure
     assert not missing, f"dvc.yaml: stage {stage} imports but does not depend on {sorted(missing)}"
     assert not extra, f"dvc.yaml: stage {stage} depends on code it does not import {sorted(extra)}"
 
@@ -50,10 +62,37 @@ def test_every_path_a_stage_is_given_is_declared_and_the_other_way_round(stage):
         elif option not in NOT_PATHS | NOT_DECLARED:
             given.add(word)
     deps, outs = declared()[stage]
-    assert given == (deps - code(deps)) | outs
+    assert given == {d for d in deps if not is_code(d)} | outs
 
 
 def test_the_scripts_dvc_runs_are_the_stage_scripts():
     scripts = {Path(words[1]).name for words in dvc_commands().values()}
     stage_files = {p.name for p in (ROOT / "pipeline").glob("*.py")} - {"_bootstrap.py"}
     assert scripts == stage_files - {"where.py"}
+
+
+def test_the_compare_stages_are_the_registrys_learned_methods():
+    compared = [s.split("@")[1] for s in dvc_commands() if s.startswith("compare@")]
+    assert compared == list(methods.LEARNED), (
+        "dvc.yaml's compare foreach must list the registry's learned methods, in its order "
+        f"(src/smec/model/methods/__init__.py): {list(methods.LEARNED)}"
+    )
+
+
+def test_the_committed_lock_records_the_committed_code():
+    """Results are committed with the code that made them: `dvc status` finds no stage whose
+    code (a script, a module, a wing folder) differs from what dvc.lock recorded."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        status = repo.status()
+    stale = sorted(
+        f"{stage}: {path} {change}"
+        for stage, entries in status.items()
+        for entry in entries
+        if isinstance(entry, dict)
+        for path, change in entry.get("changed deps", {}).items()
+        if is_code(path)
+    )
+    more = f" (+{len(stale) - 5} more)" if len(stale) > 5 else ""
+    assert not stale, f"dvc.lock is older than the code (`dvc repro`, commit): {stale[:5]}{more}"

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from smec import figures, params, provenance, tracking
-from smec.checkpoint import Checkpoint
+from smec import params
 from smec.errors import SmecError
+from smec.infra import provenance, tracking
+from smec.report import figures
+from smec.training.checkpoint import Checkpoint
 
 from .conftest import ROOT, run_stage, stage_script, store_at, write_beir, write_params
 
@@ -20,8 +22,21 @@ SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", 
 COMPARE = [
     f"compare@{m}" for m in ("mrl", "smrl", "smrl_ads", "smec", "mrl_adaptor", "search_adaptor")
 ]
-ALL = ["prepare", "embed", "train@mrl", "train@smrl", *SWEEP, "law", "aggregate", *COMPARE,
-       "comparison", "gradstats", "evaluate", "export", "render"]  # fmt: skip
+ALL = [
+    "prepare",
+    "embed",
+    "train@mrl",
+    "train@smrl",
+    *SWEEP,
+    "law",
+    "aggregate",
+    *COMPARE,
+    "comparison",
+    "gradstats",
+    "evaluate",
+    "export",
+    "render",
+]
 
 
 # Export two methods' models, not all six (each is the whole encoder: ~90 MB twice)

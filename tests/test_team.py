@@ -1,5 +1,5 @@
 """A team's setup, for real: PostgreSQL, SeaweedFS's S3 gateway and an MLflow server started on
-127.0.0.1 (`smec.services`), the pipeline tracked on that server, a DVC remote on the object
+127.0.0.1 (`smec.infra.services`), the pipeline tracked on that server, a DVC remote on the object
 store with a push / fresh clone / pull round trip, and three queued experiments run two at a
 time. `make test-team` (part of `.ci/run`); minutes, so not part of `make test`."""
 
@@ -16,7 +16,7 @@ import mlflow
 import psutil
 import pytest
 
-from smec import services, tracking
+from smec.infra import services, tracking
 
 from .conftest import write_beir
 from .test_pipeline import BIN, DVC, init, lock_md5, make_repo, sh, user_env
@@ -136,8 +136,21 @@ def test_three_queued_experiments_run_two_at_a_time_and_all_land(team, tracked):
     head = sh(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
     names = {f"fall-{v}": v for v in (3, 5, 20)}
     for name, value in names.items():
-        sh([DVC, "exp", "run", "--queue", "-n", name, "-S", f"gradstats.claim3_min_fall={value}",
-            "render"], repo, env)  # fmt: skip
+        sh(
+            [
+                DVC,
+                "exp",
+                "run",
+                "--queue",
+                "-n",
+                name,
+                "-S",
+                f"gradstats.claim3_min_fall={value}",
+                "render",
+            ],
+            repo,
+            env,
+        )
     sh([DVC, "queue", "start", "-j", "2"], repo, env)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:

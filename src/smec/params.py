@@ -73,7 +73,7 @@ class Train(_Section):
     smrl_step_epochs: PosInt | None = None
     heldout_eval: bool = True
     rank_scale: Annotated[float, Field(gt=0)] = 1.0
-    processes: PosInt = 1  # the train stage under torchrun (smec.distributed); 1: no torchrun
+    processes: PosInt = 1  # the train stage under torchrun (smec.infra.distributed); 1: no torchrun
 
     @model_validator(mode="after")
     def _nesting(self) -> Train:
@@ -141,7 +141,7 @@ class Law(_Section):
 
 
 class Methods(_Section):
-    """The knobs of the comparison's methods (see smec.ads, smec.xbm, smec.adaptors)."""
+    """The knobs of the comparison's methods (:mod:`smec.model.methods` and their parts)."""
 
     tau_start: Annotated[float, Field(gt=0)] = 1.0  # ADS: Gumbel-softmax temperature, annealed
     tau_end: Annotated[float, Field(gt=0)] = 0.1

@@ -1,0 +1,1 @@
+"""The data: the BEIR layout, the frozen encoder, and reading and writing the artifacts."""

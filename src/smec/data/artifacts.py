@@ -1,0 +1,113 @@
+"""Reading and writing the pipeline's artifacts: the one place that touches their files.
+
+The paths themselves have one home, `dvc.yaml`, whose stage commands pass them to the scripts in
+`pipeline/`; the functions here take a path and data, or a path and return data. Every write is
+atomic (a failed stage leaves the old file or none), and a missing input is a one-line error
+that names the file and how to get it back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from smec.errors import SmecError
+from smec.infra import atomic
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A prepared retrieval data set: the tables the prepare stage writes."""
+
+    corpus: pd.DataFrame  # corpus_id, title, text
+    queries: pd.DataFrame  # query_id, text
+    qrels: pd.DataFrame  # query_id, corpus_id, score, split (train / heldout / test)
+
+
+def require(*paths: str | Path) -> None:
+    """Stop with one line if an input is missing (a failed stage upstream, or never made)."""
+    for path in paths:
+        if not Path(path).exists():
+            raise SmecError(
+                f"{path}: missing; restore the last good version with `dvc checkout {path}`, "
+                f"or make it with `dvc repro`"
+            )
+
+
+def write_prepared(ds: Dataset, corpus: Path, queries: Path, qrels: Path) -> None:
+    for df, path in ((ds.corpus, corpus), (ds.queries, queries), (ds.qrels, qrels)):
+        atomic.write(path, lambda p, df=df: df.to_parquet(p, index=False))
+
+
+def read_prepared(corpus: Path, queries: Path, qrels: Path) -> Dataset:
+    require(corpus, queries, qrels)
+    return Dataset(*(pd.read_parquet(p) for p in (corpus, queries, qrels)))
+
+
+def read_texts(corpus: Path, queries: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The prepared corpus and queries alone (what the encoder reads)."""
+    require(corpus, queries)
+    return pd.read_parquet(corpus), pd.read_parquet(queries)
+
+
+def write_array(path: Path, array: np.ndarray) -> None:
+    atomic.write(path, lambda p: np.save(p, array))
+
+
+def read_array(path: Path, mmap: bool = False) -> np.ndarray:
+    require(path)
+    return np.load(path, mmap_mode="r" if mmap else None)
+
+
+def write_json(path: Path, data: object) -> None:
+    atomic.write_json(path, data)
+
+
+def read_json(path: Path) -> dict:
+    require(path)
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise SmecError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def write_csv(path: Path, table: pd.DataFrame, float_format: str = "%.6g") -> None:
+    atomic.write(path, lambda p: table.to_csv(p, index=False, float_format=float_format))
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    require(path)
+    return pd.read_csv(path)
+
+
+def write_parquet(path: Path, table: pd.DataFrame) -> None:
+    atomic.write(path, lambda p: table.to_parquet(p, index=False))
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    require(path)
+    return pd.read_parquet(path)
+
+
+def write_modules(path: Path, meta: dict, modules: list[nn.Module]) -> None:
+    """A method's trained modules: their weights, and what `smec.model.methods.restore` needs to
+    rebuild them (`method`, `dims`, `in_dim`)."""
+    state = {"meta": meta, "states": [m.state_dict() for m in modules]}
+    atomic.write(path, lambda p: torch.save(state, p))
+
+
+def read_modules(path: Path) -> tuple[dict, list[dict]]:
+    require(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state["meta"], state["states"]
+
+
+def write_mteb(path: Path, result) -> None:
+    """An MTEB `TaskResult` as MTEB itself writes it (atomically, parents made)."""
+    atomic.write(path, lambda p: result.to_disk(p))

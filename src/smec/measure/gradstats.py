@@ -1,0 +1,229 @@
+"""Gradient statistics of a head's weights: the per-step recorder and per-epoch statistics.
+
+At every optimiser step the recorder keeps, per output row k of G = ∂L/∂W (rows × cols, taken
+before the update), the sum Σ_c G[k, c] and the sum of squares Σ_c G[k, c]², and of the update
+the optimiser then applied, ΔW = W_after − W_before, the sum of squares Σ_c ΔW[k, c]². Over an
+epoch it also accumulates, per weight, Σ_t G_t and Σ_t G_t². Everything the figures show derives
+from these exactly (the claims are checked in :mod:`smec.measure.claims`):
+
+- row norm g_k = sqrt(Σ_c G[k, c]²); average gradient of rows [a, b) in epoch e = mean of g_k
+  over k in [a, b) and the steps of e; likewise the average update ‖ΔW[k]‖;
+- gradient variance, three readings the paper leaves open (`gradstats.variance`):
+  `elements` (default), the variance of all rows·cols entries of G, per step, averaged over the
+  steps of e; `rows`, the variance of g_k across rows, likewise; `noise`, the variance of each
+  weight's gradient across the steps of e (mini-batch noise), averaged over the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+RECORD_COLUMNS = [
+    "method",
+    "head",
+    "epoch",
+    "step",
+    "row",
+    "cols",
+    "sum",
+    "sumsq",
+    "update_sumsq",
+    "noise",
+]
+VARIANCES = {"elements": "grad_var_elements", "rows": "grad_var_rows", "noise": "grad_var_noise"}
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    sums: np.ndarray  # (steps, rows) Σ_c G
+    sumsq: np.ndarray  # (steps, rows) Σ_c G²
+    update_sumsq: np.ndarray  # (steps, rows) Σ_c ΔW² (NaN where no update was recorded)
+    noise: np.ndarray  # (rows,) mean over the row's weights of their variance across steps
+
+
+class Recorder:
+    """Collects the sums on the training device; copies them to the host once per epoch.
+
+    float32 on the device: a float64 copy of the gradient would cost 50x the sums themselves.
+    """
+
+    def __init__(self):
+        self._sums: list[torch.Tensor] = []
+        self._sumsq: list[torch.Tensor] = []
+        self._updates: list[torch.Tensor] = []
+        self._wsum: torch.Tensor | None = None  # Σ_t G_t per weight, this epoch
+        self._wsumsq: torch.Tensor | None = None  # Σ_t G_t² per weight
+        self._before: torch.Tensor | None = None
+        self.epochs: list[EpochRecord] = []
+        self.cols = 0
+
+    @torch.no_grad()
+    def record(self, grad: torch.Tensor) -> None:
+        g = grad.detach()
+        sq = g.square()
+        self._sums.append(g.sum(dim=1))
+        self._sumsq.append(sq.sum(dim=1))
+        if self._wsum is None:
+            self._wsum, self._wsumsq = g.clone(), sq
+        else:
+            self._wsum += g
+            self._wsumsq += sq
+        self.cols = g.shape[1]
+
+    @torch.no_grad()
+    def before_update(self, weight: torch.Tensor) -> None:
+        """Keep W_before (in a buffer reused every step)."""
+        if self._before is None or self._before.shape != weight.shape:
+            self._before = torch.empty_like(weight)
+        self._before.copy_(weight)
+
+    @torch.no_grad()
+    def after_update(self, weight: torch.Tensor) -> None:
+        """The step the optimiser took, W_after − W_before, of the step just recorded."""
+        delta = self._before.sub_(weight)  # the sign does not matter for its norm
+        self._updates.append(delta.square_().sum(dim=1))
+
+    def end_epoch(self, epoch: int) -> EpochRecord:
+        """Move this epoch's sums to the host (float64) and start the next epoch."""
+        steps = len(self._sums)
+        host = lambda xs: torch.stack(xs).cpu().double().numpy()  # noqa: E731
+        sums, sumsq = host(self._sums), host(self._sumsq)
+        updates = host(self._updates) if self._updates else np.full_like(sums, np.nan)
+        mean = self._wsum.double() / steps
+        noise = (self._wsumsq.double() / steps - mean.square()).mean(dim=1).cpu().numpy()
+        self._sums, self._sumsq, self._updates = [], [], []
+        self._wsum = self._wsumsq = None
+        rec = EpochRecord(epoch, sums, sumsq, updates, noise)
+        self.epochs.append(rec)
+        return rec
+
+    def table(self, method: str, head: int) -> pd.DataFrame:
+        """The whole record, one row per step and weight row (the `gradients.parquet` layout);
+        `noise` repeats the row's value for its epoch on each of the epoch's steps."""
+        frames, step = [], 0
+        for rec in self.epochs:
+            n_steps, rows = rec.sums.shape
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "method": method,
+                        "head": head,
+                        "epoch": rec.epoch,
+                        "step": np.repeat(np.arange(step, step + n_steps), rows),
+                        "row": np.tile(np.arange(rows), n_steps),
+                        "cols": self.cols,
+                        "sum": rec.sums.ravel(),
+                        "sumsq": rec.sumsq.ravel(),
+                        "update_sumsq": rec.update_sumsq.ravel(),
+                        "noise": np.tile(rec.noise, n_steps),
+                    }
+                )
+            )
+            step += n_steps
+        return (
+            pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RECORD_COLUMNS)
+        )
+
+    def state(self) -> dict:
+        return {"epochs": self.epochs, "cols": self.cols}
+
+    def load_state(self, state: dict) -> None:
+        self.epochs, self.cols = list(state["epochs"]), state["cols"]
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN where b is 0 (rows that got no gradient: an ADS head's never-selected ones)."""
+    return float(a / b) if b > 0 else float("nan")
+
+
+def epoch_stats(rec: EpochRecord, cols: int, split: int) -> dict[str, float]:
+    """The figures' quantities for one epoch of one head.
+
+    `split` is the first row of the high group: rows [0, split) are ω_i, [split, rows) ω_j.
+    """
+    norms = np.sqrt(rec.sumsq)  # g_k per step and row
+    updates = np.sqrt(rec.update_sumsq)
+    n = rec.sums.shape[1] * cols
+    low, high = norms[:, :split].mean(), norms[:, split:].mean()
+    up_low, up_high = updates[:, :split].mean(), updates[:, split:].mean()
+    return {
+        "avg_grad_low": float(low),
+        "avg_grad_high": float(high),
+        "low_over_high": _ratio(low, high),
+        "grad_var_elements": float(np.mean(rec.sumsq.sum(1) / n - (rec.sums.sum(1) / n) ** 2)),
+        "grad_var_rows": float(np.mean(norms.var(axis=1))),
+        "grad_var_noise": float(rec.noise.mean()),
+        "avg_update_low": float(up_low),
+        "avg_update_high": float(up_high),
+        "update_low_over_high": _ratio(up_low, up_high),
+        "steps": len(rec.sums),
+    }
+
+
+def _epoch_record(g: pd.DataFrame, epoch: int) -> EpochRecord:
+    """One epoch of a record table back as (steps, rows) arrays."""
+    g = g.sort_values(["step", "row"])
+    n_rows = g["row"].nunique()
+    shape = (len(g) // n_rows, n_rows)
+    sums, sumsq, updates, noise = (
+        g[c].to_numpy(dtype=float).reshape(shape) for c in ("sum", "sumsq", "update_sumsq", "noise")
+    )
+    return EpochRecord(epoch, sums, sumsq, updates, noise[0])
+
+
+def per_epoch(record: pd.DataFrame, split: int) -> pd.DataFrame:
+    """:func:`epoch_stats` per (method, head, epoch) of a gradient record table."""
+    rows = []
+    for (method, head, epoch), g in record.groupby(["method", "head", "epoch"], sort=True):
+        stats = epoch_stats(_epoch_record(g, epoch), int(g["cols"].iloc[0]), split)
+        rows.append({"method": method, "head": head, "epoch": epoch, **stats})
+    return pd.DataFrame(rows)
+
+
+def kept_rows(record: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
+    """The record of the given weight rows only, renumbered 0.. in their order (an ADS head's
+    kept rows: the first half of them is its "low" group, the second its "high")."""
+    position = {r: i for i, r in enumerate(rows)}
+    kept = record[record["row"].isin(position)].copy()
+    kept["row"] = kept["row"].map(position)
+    return kept
+
+
+FIGURE_COLUMNS = [
+    "method",
+    "epoch",
+    "avg_grad_low",
+    "avg_grad_high",
+    "grad_var",
+    "low_over_high",
+    "grad_var_elements",
+    "grad_var_rows",
+    "grad_var_noise",
+    "avg_update_low",
+    "avg_update_high",
+    "update_low_over_high",
+    "steps",
+]
+
+
+def figure_table(record: pd.DataFrame, dims: list[int], variance: str) -> pd.DataFrame:
+    """One row per method and epoch for the head of width dims[0] (MRL's head, SMRL's step 1);
+    `grad_var` holds the chosen variance reading, all three stay in their own columns."""
+    table = per_epoch(record[record["head"] == 1], split=dims[1])
+    table["grad_var"] = table[VARIANCES[variance]]
+    return table[FIGURE_COLUMNS].sort_values(["method", "epoch"]).reset_index(drop=True)
+
+
+SERIES = ("avg_grad_low", "avg_grad_high", "grad_var")
+
+
+def wide(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch curves with one column per method and series, for `dvc plots`."""
+    w = table.pivot(index="epoch", columns="method", values=list(SERIES))
+    w.columns = [f"{m}_{s}" for s, m in w.columns]
+    return w.reset_index()

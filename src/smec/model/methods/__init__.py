@@ -1,0 +1,73 @@
+"""The registry of compression methods: one object per method, in the order tables and figures
+show them. Adding a method is one file in this folder and one line here; the stages, the
+comparison, the figures and the export read this registry (and `dvc.yaml`'s `compare` foreach
+must list every learned method: tests/test_dvc_yaml.py keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from smec.errors import SmecError
+from smec.model.methods.base import Baseline, Method
+from smec.model.methods.mrl import MRL
+from smec.model.methods.mrl_adaptor import MatryoshkaAdaptor
+from smec.model.methods.pca import PCA
+from smec.model.methods.search_adaptor import SearchAdaptor
+from smec.model.methods.smec import SMEC
+from smec.model.methods.smrl import SMRL
+from smec.model.methods.smrl_ads import SMRLADS
+from smec.model.methods.truncate import Truncate
+from smec.params import Train
+
+REGISTRY: dict[str, Method | Baseline] = {
+    m.name: m
+    for m in (
+        Truncate(),
+        PCA(),
+        MRL(),
+        SMRL(),
+        SMRLADS(),
+        SMEC(),
+        MatryoshkaAdaptor(),
+        SearchAdaptor(),
+    )
+}
+LEARNED = tuple(name for name, m in REGISTRY.items() if m.learned)
+BASELINES = tuple(name for name, m in REGISTRY.items() if not m.learned)
+
+
+def get(name: str) -> Method | Baseline:
+    """The registered method `name` (one line naming the known ones otherwise)."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise SmecError(f"unknown method {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def learned(name: str) -> Method:
+    """The learned method `name`."""
+    method = get(name)
+    if not method.learned:
+        raise SmecError(f"{name!r} is a learning-free baseline; learned: {', '.join(LEARNED)}")
+    return method
+
+
+def restore(meta: dict, states: list[dict]) -> list:
+    """A method's trained modules from `artifacts.read_modules`, in evaluation mode."""
+    method, cfg = learned(meta["method"]), Train(method_dims=meta["dims"])
+    modules = []
+    for spec, state in zip(method.plan(cfg, meta["in_dim"]), states, strict=True):
+        module = method.build(spec, cfg)
+        module.load_state_dict(state)
+        modules.append(module.requires_grad_(False).eval())
+    return modules
+
+
+def baselines(q: torch.Tensor, c: torch.Tensor, dims: list[int], seed: int = 0):
+    """(labels, queries, corpus) of every learning-free baseline at every width, each fitted on
+    the corpus `c` (widths outermost)."""
+    fitted = {name: REGISTRY[name].fit(c, seed) for name in BASELINES}
+    for d in dims:
+        for name, embed in fitted.items():
+            yield {"method": name, "dim": d}, embed(q, d), embed(c, d)

@@ -1,0 +1,192 @@
+"""What a compression method is: the `Method` object every stage, figure and export reads.
+
+A method trained on the frozen embeddings is a plan of steps (:class:`StepSpec`), each a module
+trained on fixed inputs with its own objective, one after another; its width-d embedding is a
+function of the trained modules (`embed_at`) that is also a product of linear maps
+(`linear_maps`, what the export writes). A learning-free baseline (truncation, PCA, ...) is a
+:class:`Baseline`: fitted on the corpus, nothing trained. One file per method under
+:mod:`smec.model.methods`, one line in its registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from smec.model import heads
+from smec.model.losses import LOSSES, Batch
+from smec.model.nesting import NestedLoss
+from smec.params import Methods, Train
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a method is drawn in the figures."""
+
+    colour: str
+    marker: str
+    linestyle: str = "-"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One module to train: its widths, the nested widths of its loss, and its epochs."""
+
+    index: int  # 1-based: MRL has step 1; SMRL step t trains head t
+    in_dim: int
+    out_dim: int  # the step's output width (ADS: the kept width; an adaptor: D)
+    levels: list[int]  # the widths its loss sees (prefixes of its output)
+    weights: list[float]  # the loss weight of each level
+    epochs: int
+    eval_dims: list[int]  # the method's embeddings this step produces (held-out nDCG@10)
+    chained: bool  # its input is the frozen output of the steps before it (else x)
+    split: int  # the recorder's statistics: rows [0, split) low, [split, rows) high
+
+
+@dataclass
+class Context:
+    """What a step's loss needs beyond the batch: where training is, and which rows."""
+
+    progress: float  # fraction of the step's epochs done
+    generator: torch.Generator  # this epoch's draws (Gumbel noise)
+    qi: torch.Tensor  # the batch's query rows
+    di: torch.Tensor  # the batch's document rows
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The frozen tables a step's objective may read beyond its batch: `inputs` (queries then
+    documents as the step sees them), `full` (the same, frozen full and L2-normalised),
+    `n_queries`, and `universe` (the rows of the training items)."""
+
+    inputs: torch.Tensor
+    full: torch.Tensor
+    n_queries: int
+    universe: torch.Tensor
+
+
+class Objective:
+    """A step's training loss for one batch; `module` is the step being trained."""
+
+    def __call__(self, module, zq, zd, batch: Batch, ctx: Context) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class NestedObjective(Objective):
+    """MRL and SMRL: the nested loss of the head's outputs."""
+
+    def __init__(self, loss: NestedLoss):
+        self.loss = loss
+
+    def __call__(self, module, zq, zd, batch, ctx):
+        return self.loss(module(zq), module(zd), batch)
+
+
+def nested_loss(spec: StepSpec, cfg: Train) -> NestedLoss:
+    """`train.loss` over the step's levels with their weights."""
+    return NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights)
+
+
+def module_seed(spec: StepSpec, cfg: Train) -> int:
+    """The seed of a step's initial weights."""
+    return cfg.seed * 100 + spec.index
+
+
+class Method:
+    """A trained compression method (subclasses fill in each part)."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]  # the name people read in figures and tables
+    style: ClassVar[Style]
+    learned: ClassVar[bool] = True
+    distributable: ClassVar[bool] = False  # trains under torchrun (row-sharded batches)
+
+    def plan(self, cfg: Train, in_dim: int) -> list[StepSpec]:
+        """The steps for the nested widths `cfg.method_dims`."""
+        raise NotImplementedError
+
+    def build(self, spec: StepSpec, cfg: Train) -> nn.Module:
+        """A fresh module for `spec`, its weights drawn from the seed."""
+        raise NotImplementedError
+
+    def objective(self, spec: StepSpec, cfg: Train, opts: Methods, tables: Tables) -> Objective:
+        """The loss of one step."""
+        raise NotImplementedError
+
+    def embed_at(self, modules: list[nn.Module], dims: list[int], x: torch.Tensor, d: int):
+        """The width-d embedding of `x` by the trained modules."""
+        raise NotImplementedError
+
+    def linear_maps(self, modules: list[nn.Module], dims: list[int], d: int) -> list[torch.Tensor]:
+        """The matrices whose product, applied in order to the frozen embedding, gives the
+        width-d embedding (what an exported model computes)."""
+        raise NotImplementedError
+
+
+class Chained(Method):
+    """A head per halving, each trained on the frozen output of the ones before (SMRL and the
+    methods built on it); the width-d embedding is the chain up to d."""
+
+    def step_levels(self, cfg: Train, in_dim: int, out_dim: int) -> list[int]:
+        return [out_dim] if cfg.smrl_step_loss == "single" else [out_dim, out_dim // 2]
+
+    def plan(self, cfg, in_dim):
+        specs = []
+        for t, (i, o) in enumerate(heads.chain_dims(in_dim, cfg.method_dims), 1):
+            levels = self.step_levels(cfg, i, o)
+            specs.append(
+                StepSpec(
+                    index=t,
+                    in_dim=i,
+                    out_dim=o,
+                    levels=levels,
+                    weights=[1.0] * len(levels),
+                    epochs=cfg.step_epochs,
+                    eval_dims=[o],
+                    chained=True,
+                    split=o // 2,
+                )
+            )
+        return specs
+
+    @torch.no_grad()
+    def embed_at(self, modules, dims, x, d):
+        return heads.apply_chain(modules[: width_index(dims, d) + 1], x)
+
+    @torch.no_grad()
+    def linear_maps(self, modules, dims, d):
+        maps = []
+        for module in modules[: width_index(dims, d) + 1]:
+            rows = module.indices() if hasattr(module, "indices") else slice(None)
+            maps.append(module.weight[rows].clone())
+        return maps
+
+
+def width_index(dims: list[int], d: int) -> int:
+    """The position of width `d` among a method's nested widths."""
+    if d not in dims:
+        raise ValueError(f"dim {d} is not one of {dims}")
+    return dims.index(d)
+
+
+class Baseline:
+    """A learning-free compression: fitted on the corpus, then a map of the frozen embedding."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    style: ClassVar[Style]
+    learned: ClassVar[bool] = False
+    seeded: ClassVar[bool] = False  # draws something from the seed (else one fit serves all)
+
+    def fit(self, corpus: torch.Tensor, seed: int) -> Embedder:
+        raise NotImplementedError
+
+
+class Embedder:
+    """A fitted baseline: the width-d embedding of any frozen embeddings."""
+
+    def __call__(self, x: torch.Tensor, d: int) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,67 @@
+"""Matryoshka-Adaptor (Yoon et al. 2024): one skip adaptor (:mod:`smec.model.adaptors`), its
+unsupervised then supervised phases; the width-d embedding is (x + f(x))[:d]."""
+
+from __future__ import annotations
+
+import torch
+
+from smec.model import adaptors
+from smec.model.methods.base import Method, Objective, StepSpec, Style, nested_loss, width_index
+from smec.model.nesting import NestedLoss
+from smec.params import Methods
+
+
+class MatryoshkaAdaptorObjective(Objective):
+    """Unsupervised (top-k + α pair + β reconstruction) for the first phase of the step's
+    epochs, then that plus γ × the nested ranking loss."""
+
+    def __init__(self, loss: NestedLoss, dims: list[int], opts: Methods):
+        self.loss, self.dims, self.opts = loss, dims, opts
+
+    def __call__(self, module, zq, zd, batch, ctx):
+        o = self.opts
+        items = torch.cat([zq, zd])
+        total = adaptors.matryoshka_unsupervised(
+            items, module, self.dims, k=o.adaptor_topk, alpha=o.adaptor_alpha, beta=o.adaptor_beta
+        )
+        if ctx.progress >= o.adaptor_unsupervised:
+            total = total + o.adaptor_gamma * self.loss(module(zq), module(zd), batch)
+        return total
+
+
+class MatryoshkaAdaptor(Method):
+    name = "mrl_adaptor"
+    label = "Matryoshka-Adaptor"
+    style = Style("#b15928", "v")
+
+    def plan(self, cfg, in_dim):
+        dims = cfg.method_dims
+        return [
+            StepSpec(
+                index=1,
+                in_dim=in_dim,
+                out_dim=in_dim,
+                levels=dims,
+                weights=[1.0] * len(dims),
+                epochs=cfg.epochs,
+                eval_dims=dims,
+                chained=False,
+                split=dims[0] // 2,
+            )
+        ]
+
+    def build(self, spec, cfg):
+        return adaptors.Adaptor(spec.in_dim)
+
+    def objective(self, spec, cfg, opts, tables):
+        return MatryoshkaAdaptorObjective(nested_loss(spec, cfg), spec.levels, opts)
+
+    @torch.no_grad()
+    def embed_at(self, modules, dims, x, d):
+        width_index(dims, d)
+        return modules[0](x)[:, :d]
+
+    @torch.no_grad()
+    def linear_maps(self, modules, dims, d):
+        width_index(dims, d)
+        return [adaptors.as_matrix(modules[0])[:d].clone()]

@@ -1,0 +1,54 @@
+"""Search-Adaptor (Yoon et al. 2024): one skip adaptor per width, each on x; loss
+L(ĉ[:m]) + λ L_rec; the width-d embedding is (x + f_d(x))[:d]."""
+
+from __future__ import annotations
+
+import torch
+
+from smec.model import adaptors
+from smec.model.methods.base import Method, Objective, StepSpec, Style, width_index
+from smec.params import Methods
+
+
+class SearchAdaptorObjective(Objective):
+    def __init__(self, width: int, opts: Methods):
+        self.width, self.opts = width, opts
+
+    def __call__(self, module, zq, zd, batch, ctx):
+        return adaptors.search_loss(zq, zd, module, self.width, batch, self.opts.search_rec_weight)
+
+
+class SearchAdaptor(Method):
+    name = "search_adaptor"
+    label = "Search-Adaptor"
+    style = Style("#17becf", "P")
+
+    def plan(self, cfg, in_dim):
+        return [
+            StepSpec(
+                index=t,
+                in_dim=in_dim,
+                out_dim=in_dim,
+                levels=[d],
+                weights=[1.0],
+                epochs=cfg.epochs,
+                eval_dims=[d],
+                chained=False,
+                split=d // 2,
+            )
+            for t, d in enumerate(cfg.method_dims, 1)
+        ]
+
+    def build(self, spec, cfg):
+        return adaptors.Adaptor(spec.in_dim)
+
+    def objective(self, spec, cfg, opts, tables):
+        return SearchAdaptorObjective(spec.levels[0], opts)
+
+    @torch.no_grad()
+    def embed_at(self, modules, dims, x, d):
+        return modules[width_index(dims, d)](x)[:, :d]
+
+    @torch.no_grad()
+    def linear_maps(self, modules, dims, d):
+        return [adaptors.as_matrix(modules[width_index(dims, d)])[:d].clone()]

@@ -1,0 +1,1 @@
+"""What people look at and take away: the figures and the exported models."""

@@ -1,0 +1,105 @@
+import pandas as pd
+import pytest
+import torch
+
+from smec.measure import retrieval
+
+
+def test_chunked_search_equals_full_ranking_ties_included():
+    gen = torch.Generator().manual_seed(0)
+    corpus = torch.randn(103, 8, generator=gen)
+    corpus[50] = corpus[7] * 2.0  # same direction: identical cosine, a tie across chunks
+    corpus[9] = corpus[7]  # and a tie inside a chunk
+    queries = torch.cat([corpus[7:8], torch.randn(4, 8, generator=gen)])
+    for chunk in (1, 10, 16, 103, 500):
+        s, i = retrieval.search(queries, corpus, 20, chunk)
+        fs, fi = retrieval.search_full(queries, corpus, 20)
+        assert torch.equal(i, fi), chunk
+        assert torch.allclose(s, fs)
+    assert i[0, :3].tolist() == [7, 9, 50]  # ties broken by corpus order
+
+
+def test_ties_straddling_the_kth_score_keep_the_lowest_corpus_rows():
+    # 60 identical documents and 5 better ones: top-10 must be the 5, then rows 0..4 of the tie
+    gen = torch.Generator().manual_seed(1)
+    query = torch.randn(1, 8, generator=gen)
+    corpus = torch.cat([query.repeat(60, 1) + 0.5, query.repeat(5, 1)])[torch.randperm(65)]
+    corpus = torch.cat([corpus, torch.randn(30, 8, generator=gen)])
+    for chunk in (7, 32, 95):
+        s, i = retrieval.search(query, corpus, 10, chunk)
+        fs, fi = retrieval.search_full(query, corpus, 10)
+        assert torch.equal(i, fi), chunk
+        assert torch.equal(s, fs)
+
+
+def test_pruned_chunks_rank_like_the_full_matrix_across_blocks_and_chunks():
+    # many blocks per chunk, so later chunks go through the block-max pruning; planted copies
+    # of a query's near neighbours tie across blocks and chunks
+    gen = torch.Generator().manual_seed(3)
+    corpus = torch.randn(5000, 6, generator=gen)
+    queries = torch.randn(40, 6, generator=gen)
+    near = retrieval.search_full(queries[:8], corpus, 5)[1].flatten()
+    corpus[4000 : 4000 + len(near)] = corpus[near] * 3.0  # ties in the last chunks
+    corpus[1300 : 1300 + len(near)] = corpus[near]
+    for chunk in (256, 1000, 4096):
+        s, i = retrieval.search(queries, corpus, 30, chunk)
+        fs, fi = retrieval.search_full(queries, corpus, 30)
+        assert torch.equal(i, fi), chunk
+        assert torch.allclose(s, fs)
+
+
+def test_a_memory_mapped_corpus_searches_like_a_tensor(tmp_path):
+    import numpy as np
+
+    corpus = torch.randn(500, 16, generator=torch.Generator().manual_seed(2))
+    np.save(tmp_path / "c.npy", corpus.numpy())
+    mapped = np.load(tmp_path / "c.npy", mmap_mode="r")
+    queries = torch.randn(3, 16)
+    for chunk in (64, 1000):
+        assert torch.equal(
+            retrieval.search(queries, mapped, 50, chunk)[1],
+            retrieval.search_full(queries, corpus, 50)[1],
+        )
+
+
+def test_k_larger_than_corpus():
+    _s, i = retrieval.search(torch.randn(2, 4), torch.randn(3, 4), k=100, chunk_size=2)
+    assert i.shape == (2, 3)
+
+
+def test_metrics_match_hand_computed_values():
+    qrels = {"q1": {"a": 1, "c": 1}, "q2": {"z": 1}}
+    run = retrieval.run_dict(
+        ["q1", "q2"], ["a", "b", "c", "z"], torch.tensor([[1, 0, 2, 3], [0, 1, 2, 3]])
+    )
+    got = retrieval.evaluate(qrels, run)
+    # q1 ranks b, a, c, z: DCG = 1/log2(3) + 1/log2(4); IDCG = 1 + 1/log2(3)
+    import math
+
+    ndcg_q1 = (1 / math.log2(3) + 0.5) / (1 + 1 / math.log2(3))
+    ndcg_q2 = (1 / math.log2(5)) / 1.0
+    assert got["ndcg_at_10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 2)
+    assert got["mrr_at_10"] == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert got["recall_at_100"] == pytest.approx(1.0)
+
+
+def test_evaluation_follows_our_tie_order_not_trec_evals():
+    # all scores tie in cosine; the run's scores encode rank, so the library keeps our order
+    run = retrieval.run_dict(["q"], ["b", "a"], torch.tensor([[0, 1]]))
+    assert retrieval.evaluate({"q": {"b": 1}}, run)["mrr_at_10"] == 1.0
+    assert retrieval.evaluate({"q": {"a": 1}}, run)["mrr_at_10"] == 0.5
+
+
+def test_measures_carry_mtebs_names():
+    assert list(retrieval.MEASURES) == ["ndcg_at_10", "recall_at_100", "mrr_at_10"]
+    t = pd.DataFrame(
+        [{"method": "mrl", "dim": 96, "ndcg_at_10": 0.5, "recall_at_100": 1.0, "mrr_at_10": 0.25}]
+    )
+    nested = retrieval.metrics(t)
+    assert nested == {"mrl_d96": {"ndcg_at_10": 0.5, "recall_at_100": 1.0, "mrr_at_10": 0.25}}
+    assert retrieval.flat_metrics(nested)["mrl_d96.ndcg_at_10"] == 0.5
+
+
+def test_qrels_dict():
+    df = pd.DataFrame({"query_id": ["q", "q"], "corpus_id": ["a", "b"], "score": [1, 2]})
+    assert retrieval.qrels_dict(df) == {"q": {"a": 1, "b": 2}}
