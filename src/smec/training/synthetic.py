@@ -1,5 +1,5 @@
 """Random latent-factor embeddings with known relevance: a fast stand-in for real data in tests
-and benchmarks (method.md's synthetic check)."""
+and benchmarks (docs/method.md, "The claims")."""
 
 from __future__ import annotations
 
