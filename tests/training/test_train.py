@@ -27,7 +27,7 @@ def fit(method, cfg, data, path, **kw):
     ("loss", "mrl_range"), [("rank", (2.6, 3.6)), ("mse", (2.6, 3.6)), ("ce", (2.0, 6.0))]
 )
 def test_mrl_low_rows_get_three_times_the_gradient_smrl_equal(data, tmp_path, loss, mrl_range):
-    """method.md's structural property at epoch 0: about 1 + 192/96 for MRL under the rank and
+    """docs/method.md's structural property at epoch 0: about 1 + 192/96 for MRL under the rank and
     MSE losses (CE's temperature-sharpened softmax bends it), 1 for SMRL under all three."""
     cfg = Train(epochs=1, loss=loss, heldout_eval=False)
     ratios = {}

@@ -1,4 +1,4 @@
-"""The seed figure's three claims (method.md), checked on one run's per-epoch gradient table
+"""The seed figure's three claims (docs/method.md), checked on one run's per-epoch gradient table
 (:func:`check`) or, over the seeds of each sweep arm, on 95% intervals (:func:`check_arms`).
 
 1. At the first plotted epoch, MRL's average gradient on the low rows is well above that on the
@@ -25,7 +25,7 @@ def check(
     smrl_max_ratio: float = 1.25,
     min_fall: float = 10.0,
 ) -> dict:
-    """Evaluate the seed figure's three claims on a figure table (see method.md)."""
+    """Evaluate the seed figure's three claims on a figure table (see docs/method.md)."""
     t = table.set_index(["method", "epoch"])
     first, last = epochs[0], epochs[-1]
     mrl0, smrl0 = t.loc[("mrl", first)], t.loc[("smrl", first)]

@@ -1,5 +1,6 @@
-"""Synthetic embeddings with known answers: a fast stand-in for real data in tests
-and benchmarks (method.md's synthetic check)."""
+"""Synthetic embeddings with known answers, fast stand-ins for real data in tests and
+benchmarks: latent-factor data (docs/method.md, "The claims") and a planted subset of
+relevant coordinates (the known answer ADS must find)."""
 
 from __future__ import annotations
 

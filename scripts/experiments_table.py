@@ -1,4 +1,4 @@
-"""Print a Markdown table of the experiments of docs/experiments.sh (from `dvc exp show`)."""
+"""Print a Markdown table of the experiments of scripts/experiments.sh (from `dvc exp show`)."""
 
 import json
 import subprocess

@@ -3,7 +3,7 @@
 # (the fall of the gradient statistics over epochs). Each runs in a temp copy of the repo
 # (`dvc exp run --temp`); prepare and embed are restored from DVC's cache, MLflow runs land in
 # ./mlflow.db tagged with dvc.exp. About 1 minute per experiment on 2 cores.
-#   bash docs/experiments.sh && .venv/bin/python docs/experiments_table.py
+#   bash scripts/experiments.sh && .venv/bin/python scripts/experiments_table.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1  # stage commands call the venv's python
