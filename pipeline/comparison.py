@@ -27,14 +27,15 @@ from smec.model import methods
 OUTPUTS = ("table", "pairs", "queries-table", "gradstats", "selection", "metrics")
 
 
-def baselines(stage_in: inputs.StageInputs, dims: list[int], device) -> pd.DataFrame:
-    """Per-query scores of every learning-free baseline of the registry at every width."""
-    c = torch.from_numpy(stage_in.corpus_emb).to(device)
+def baselines(stage_in: inputs.StageInputs, c: params.Compare, device) -> pd.DataFrame:
+    """Per-query scores of every learning-free baseline of the registry at every width (a
+    seeded one for every seed of the comparison)."""
+    corpus = torch.from_numpy(stage_in.corpus_emb).to(device)
     test = retrieval.TestSet.of(stage_in.ds, torch.from_numpy(stage_in.queries_emb).to(device))
     return pd.concat(
         [
-            test.per_query(zq, zc).assign(**labels, seed=0)
-            for labels, zq, zc in methods.baselines(test.queries, c, dims)
+            test.per_query(zq, zc).assign(**labels)
+            for labels, zq, zc in methods.baselines(test.queries, corpus, c.dims, c.seeds)
         ],
         ignore_index=True,
     )
@@ -52,7 +53,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     p = params.load(args.params)
     c = p.compare
     trained = pd.concat([artifacts.read_parquet(s) for s in args.scores], ignore_index=True)
-    untrained = baselines(inputs.read(args), c.dims, resolve(p.evaluate.device))
+    untrained = baselines(inputs.read(args), c, resolve(p.evaluate.device))
     scores = pd.concat([trained, comparison.with_starts(untrained, c.inits)], ignore_index=True)
     table = comparison.table(scores, reference="mrl", draws=c.permutations)
     stats = pd.concat([artifacts.read_parquet(s) for s in args.stats], ignore_index=True)

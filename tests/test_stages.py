@@ -91,7 +91,7 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     children = [r for r in runs if r is not parent]
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children}
     assert set(stages) == set(ALL) - {"prepare"}
-    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * 2  # sweep: seeds x methods; compare: x starts
+    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * 2  # seeds x methods; seeds x starts
     assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed
     full = params.flat(params.load(p))
     for run in [parent, *stages.values()]:

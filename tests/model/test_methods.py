@@ -170,14 +170,14 @@ def test_the_kept_weights_are_those_of_the_best_held_out_epoch(tmp_path):
     """Each step ends on the epoch whose held-out nDCG@10 is highest, with that epoch's own
     weights: a run stopped after that epoch (constant lr: the same first epochs) has them."""
     data = synthetic.latent_factor_data(n_pairs=128, n_docs=256, n_heldout=16)
-    cfg = Train(method_dims=[192, 96], epochs=6, batch_size=32, lr=0.01)
+    cfg = Train(method_dims=[192, 96], epochs=6, batch_size=32, lr=0.05)
     job = loop.Job(methods.get("mrl"), cfg, select_best=True)
     result = loop.fit(job, data, Checkpoint(tmp_path / "a.pt", "k"))
     hist = result.history
     score = (hist["heldout_d192.ndcg_at_10"] + hist["heldout_d96.ndcg_at_10"]) / 2
     best = int(hist.epoch[score.idxmax()])
     assert result.selection.kept_epoch.iloc[0] == best
-    assert 0 < best < 5 or score.nunique() > 1  # the choice was not the last epoch by default
+    assert best < 5  # this lr overfits: the kept epoch is not the last
     short = loop.fit(
         loop.Job(methods.get("mrl"), cfg.model_copy(update={"epochs": best + 1})),
         data,
@@ -239,10 +239,13 @@ def tables(n_items=12, width=8, seed=1):
 
 def sxbm_objective(name: str, weight: float, bias: bool = False):
     method = methods.get(name)
-    cfg = Train(method_dims=[8, 4], bias=bias)
+    cfg = Train(method_dims=[4, 2], bias=bias)  # the first step keeps 4 of the 8 inputs
     opts = Methods(xbm_k=2, xbm_weight=weight, xbm_capacity=12)
     spec = method.plan(cfg, 8)[0]
     module = method.build(spec, cfg, opts)
+    if bias:
+        with torch.no_grad():
+            (module.linear if hasattr(module, "linear") else module).bias.normal_()
     return module, method.objective(spec, cfg, opts, tables())
 
 
@@ -267,6 +270,7 @@ def test_the_sxbm_term_counts_once_the_memory_is_full_and_equals_its_definition(
     assert not (near == ids[:, None]).any()  # no item is its own neighbour
     if name == "smec":
         kept = objective.masks[-1].nonzero().squeeze(1)
+        assert kept.tolist() != [0, 1, 2, 3]
         compress = lambda x: with_term.linear(x)[:, kept]  # noqa: E731
     else:
         compress = with_term

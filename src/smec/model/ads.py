@@ -13,7 +13,7 @@ framework figure: "learnable parameter + top-k select", "gumbel_softmax", an ind
                               optimiser steps done), so the forward randomness vanishes
     hard  = the top-k indicator of s                      (the forward pass: exactly k kept)
     soft  = sigmoid((s − θ) / τ), θ such that Σ soft = k  (a relaxation that sums to k)
-    m     = hard − stopgrad(soft) + soft                  (straight-through)
+    m     = hard + soft − stopgrad(soft)                  (straight-through)
     z_t   = y ⊙ m in training (zero off the selection: every cosine is that of the k kept
             coordinates); y[:, idx_t] in evaluation, idx_t the sorted top-k of α_t, saved
             with the head **[src: index list]**
@@ -102,7 +102,7 @@ class ADSHead(nn.Module):
         tau = schedule.tau(progress)
         soft = torch.sigmoid((scores - budget_threshold(scores.detach(), self.keep, tau)) / tau)
         hard = torch.zeros_like(soft).scatter(0, scores.detach().topk(self.keep).indices, 1.0)
-        return hard - soft.detach() + soft
+        return hard + (soft - soft.detach())  # exactly 0/1 forward, soft backward
 
     def indices(self) -> torch.Tensor:
         """The kept coordinates at evaluation: the sorted top-k of the logits (ties: lowest

@@ -71,10 +71,16 @@ def restore(meta: dict, states: list[dict]) -> list:
     return modules
 
 
-def baselines(q: torch.Tensor, c: torch.Tensor, dims: list[int], seed: int = 0):
+def baselines(q: torch.Tensor, c: torch.Tensor, dims: list[int], seeds: int = 1):
     """(labels, queries, corpus) of every learning-free baseline at every width, each fitted on
-    the corpus `c` (widths outermost)."""
-    fitted = {name: REGISTRY[name].fit(c, seed) for name in BASELINES}
-    for d in dims:
-        for name, embed in fitted.items():
-            yield {"method": name, "dim": d}, embed(q, d), embed(c, d)
+    the corpus `c`: one fit for a deterministic baseline, one per seed for a seeded one
+    (labels: `method`, `dim`, `seed`; seeds outermost, then widths)."""
+    for seed in range(seeds):
+        fitted = {
+            name: REGISTRY[name].fit(c, seed)
+            for name in BASELINES
+            if seed == 0 or REGISTRY[name].seeded
+        }
+        for d in dims:
+            for name, embed in fitted.items():
+                yield {"method": name, "dim": d, "seed": seed}, embed(q, d), embed(c, d)
