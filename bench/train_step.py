@@ -44,11 +44,12 @@ from smec.model.losses import LOSSES
 from smec.model.methods.base import NestedObjective
 from smec.model.nesting import NestedLoss
 from smec.params import Train
-from smec.training import loop, synthetic
-from smec.training.data import TrainData, batches, train_data
+from smec.training import loop, optim, synthetic
+from smec.training.data import TrainData, member_batches, train_data
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("single", "mrl", "mrl+rec", "smrl_step1", "smec_step1")
+STACK = 5  # members of the stacked-against-sequential measurement
 STEP_CONFIGS = {"smrl_step1": "smrl", "smec_step1": "smec"}
 
 
@@ -88,26 +89,35 @@ def load(args: argparse.Namespace) -> tuple[TrainData, str]:
     return synthetic.latent_factor_data(), "synthetic latent_factor_data()"
 
 
-def run_step(name: str, cfg: Train, data: TrainData, epochs: list[list[torch.Tensor]]):
-    """The first step of method `name` exactly as the pipeline trains it (recorder included)."""
-    job = loop.Job(methods.get(name), cfg.model_copy(update={"method_dims": [192, 96, 48]}))
+def run_step(name: str, cfg: Train, data: TrainData, epochs, seeds: list[int]):
+    """The first step of method `name` exactly as the pipeline trains it (recorder included),
+    for the members `seeds` stacked."""
+    members = tuple(loop.Member(s, cfg.lr) for s in seeds)
+    dims = {"method_dims": [192, 96, 48]}
+    job = loop.Job(methods.get(name), cfg.model_copy(update=dims), members=members)
     spec = job.method.plan(job.cfg, 384)[0]
-    trainer = loop.StepTrainer.build(job, spec, job.method.build(spec, job.cfg, job.opts), [], data)
+    module = job.method.build(spec, job.cfg, job.opts, job.seeds)
+    trainer = loop.StepTrainer.build(job, spec, module, [], data)
     for e, batch_idx in enumerate(epochs):
-        trainer.epoch(batch_idx, (e, len(epochs)), torch.Generator().manual_seed(e))
+        gens = [torch.Generator().manual_seed(e * 1000 + s) for s in seeds]
+        trainer.epoch(batch_idx, (e, len(epochs)), gens)
         trainer.recorder.end_epoch(e)
 
 
-def run_once(config: str, cfg: Train, data: TrainData, epochs: list[list[torch.Tensor]]):
-    """Train a fresh head for len(epochs) epochs (optimiser and recorder included)."""
+def run_once(config: str, cfg: Train, data: TrainData, epochs, seeds: tuple[int, ...] = (0,)):
+    """Train a fresh head (a stack of `seeds`) for len(epochs) epochs (optimiser and recorder
+    included); `epochs` holds each epoch's (S, B) batches for those members."""
     if config in STEP_CONFIGS:
-        return run_step(STEP_CONFIGS[config], cfg, data, epochs)
+        return run_step(STEP_CONFIGS[config], cfg, data, epochs, list(seeds))
     dims = cfg.method_dims
-    head = heads.make_head(data.q.shape[1], dims[0], cfg.bias, cfg.init, cfg.seed * 100 + 1)
-    opt, sched = loop.optimizer(head, cfg, sum(len(b) for b in epochs))
+    member_seeds = [s * 100 + 1 for s in seeds]
+    head = heads.make_head(data.q.shape[1], dims[0], cfg.bias, cfg.init, member_seeds)
+    total = sum(len(b) for b in epochs)
+    opt, sched = optim.optimizer(head, cfg, [cfg.lr] * len(seeds), {}, total)
+    opt.watched = head.weight
     levels, weights = ([dims[0]], [1.0]) if config == "single" else (dims, cfg.level_weights)
     objective = NestedObjective(NestedLoss(LOSSES[cfg.loss], levels, weights))
-    recorder = gradstats.Recorder() if config == "mrl+rec" else None
+    recorder = gradstats.Recorder() if config.startswith("mrl+rec") else None
     sharded = distributed.RowSharded(head) if distributed.world() > 1 else None
     trainer = loop.StepTrainer(
         module=head,
@@ -118,21 +128,42 @@ def run_once(config: str, cfg: Train, data: TrainData, epochs: list[list[torch.T
         opt=opt,
         sched=sched,
         recorder=recorder,
+        seeds=list(seeds),
         sharded=sharded,
     )
-    gen = torch.Generator()
+    gens = [torch.Generator() for _ in seeds]
     for e, batch_idx in enumerate(epochs):
-        trainer.epoch(batch_idx, (e, len(epochs)), gen)
+        trainer.epoch(batch_idx, (e, len(epochs)), gens)
         if recorder is not None:
             recorder.end_epoch(e)
+
+
+def epochs_of(data: TrainData, cfg: Train, seeds, n: int) -> list[list[torch.Tensor]]:
+    """Each epoch's (S, B) batches of the members `seeds`, as the train stage draws them."""
+    return [member_batches(len(data.pairs), cfg.batch_size, list(seeds), 1, e) for e in range(n)]
 
 
 def setup(args: argparse.Namespace):
     cfg = Train(loss=args.loss, batch_size=args.batch_size)
     data, source = load(args)
     loop.seed_everything(cfg.seed, torch.device("cpu"))
-    epochs = [batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, e) for e in range(args.epochs)]
-    return cfg, data, source, epochs
+    return cfg, data, source, epochs_of(data, cfg, (0,), args.epochs)
+
+
+def stacked_runs(cfg: Train, data: TrainData, args: argparse.Namespace) -> dict:
+    """mrl+rec for STACK seeds: one stacked model, and one model per seed in turn."""
+    seeds = tuple(range(STACK))
+    stacked = epochs_of(data, cfg, seeds, args.epochs)
+    alone = {s: epochs_of(data, cfg, (s,), args.epochs) for s in seeds}
+
+    def sequential():
+        for s in seeds:
+            run_once("mrl+rec", cfg, data, alone[s], (s,))
+
+    return {
+        "stacked": lambda: run_once("mrl+rec", cfg, data, stacked, seeds),
+        "sequential": sequential,
+    }
 
 
 def ddp_worker(args: argparse.Namespace) -> None:
@@ -182,6 +213,11 @@ def main() -> None:
     runs = {c: (lambda c=c: run_once(c, cfg, data, epochs)) for c in CONFIGS}
     seconds, _ = alternate(runs, args.repeats, verbose=False)
     med = medians(seconds)
+    stack = stacked_runs(cfg, data, args)
+    for fn in stack.values():  # warm-up
+        fn()
+    stack_med = medians(alternate(stack, max(3, args.repeats // 4), verbose=False)[0])
+    stacked_over_sequential = stack_med["sequential"] / stack_med["stacked"]
     n_steps = steps * args.epochs
     for c in CONFIGS:
         print(
@@ -203,6 +239,11 @@ def main() -> None:
     )
     print(f"samples_per_s {samples:.0f} (mrl with recorder)")
     print(
+        f"stacked_over_sequential {stacked_over_sequential:.3f} ({STACK} members, goal >= 3): "
+        f"{'ok' if stacked_over_sequential >= 3 else 'UNDER'} (stacked {stack_med['stacked']:.3f}"
+        f"s, sequential {stack_med['sequential']:.3f}s)"
+    )
+    print(
         f"smec_over_smrl {smec_over_smrl:.3f} (goal <= 1.5): "
         f"{'ok' if smec_over_smrl <= 1.5 else 'OVER'}"
     )
@@ -212,6 +253,8 @@ def main() -> None:
             "smec_over_smrl": round(smec_over_smrl, 4),
             "recorder_overhead": round(overhead, 4),
             "samples_per_s": round(samples, 1),
+            "stacked_over_sequential": round(stacked_over_sequential, 4),
+            "stack_members": STACK,
             "ddp_over_single": round(ddp / med["mrl+rec"], 4),
             "ms_per_step": {c: round(1e3 * med[c] / n_steps, 4) for c in CONFIGS},
             "steps_per_epoch": steps,

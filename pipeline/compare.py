@@ -17,7 +17,6 @@ headline start's seed 0 (`--modules`) with the MLflow run that trained them (`--
 stopped comparison resumes: every training keeps its checkpoint until the whole method is done.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
@@ -35,26 +34,34 @@ from smec.params import Train
 from smec.training import data as training_data
 from smec.training import loop
 from smec.training.checkpoint import Checkpoint
-from smec.training.tracked import Track, tracked_fit
+from smec.training.tracked import MemberRun, Track, tracked_fit
 
 SCRIPT = Path(__file__).resolve()
 OUTPUTS = ("scores", "stats", "selection", "modules", "run-json")
 
 
 def first_module_stats(result: loop.Result, spec: StepSpec, dims: list[int]) -> pd.DataFrame:
-    """Per epoch, the seed figure's statistics of the first trained module (for an ADS head
-    over the rows it keeps, the first half of them against the second, each in the steps it
-    was kept; an adaptor's over the rows a loss reaches), beside its step's diagnostics."""
-    history = result.history[result.history["head"] == 1]
-    diagnostics = history[["epoch", *(c for c in history if c.startswith(("ads_", "sxbm_")))]]
-    record = result.record[result.record["head"] == 1]
-    if record.empty:  # nothing recorded: a selection without a map
-        return diagnostics.reset_index(drop=True)
-    module, split, rows = result.modules[0], spec.split, spec.rows
-    if hasattr(module, "indices"):
-        record, split = gradstats.kept_rows(record, module.indices().tolist()), dims[0] // 2
-    stats = gradstats.per_epoch(record, split, rows).drop(columns=["head", "method"])
-    return stats.merge(diagnostics, on="epoch", how="left")
+    """Per member and epoch, the seed figure's statistics of the first trained module (for an
+    ADS head over the rows it keeps, the first half of them against the second, each in the
+    steps it was kept; an adaptor's over the rows a loss reaches), beside its diagnostics."""
+    frames = []
+    for s, seed in enumerate(result.history["seed"].unique()):
+        history = result.member(seed)
+        history = history[history["head"] == 1]
+        extra = [c for c in history if c.startswith(("ads_", "sxbm_"))]
+        diagnostics = history[["epoch", *extra]].reset_index(drop=True)
+        record = result.records[s]
+        record = record[record["head"] == 1]
+        if record.empty:  # nothing recorded: a selection without a map
+            frames.append(diagnostics.assign(seed=seed))
+            continue
+        module, split = result.modules[0], spec.split
+        if hasattr(module, "indices"):
+            kept = module.indices()[s].tolist()
+            record, split = gradstats.kept_rows(record, kept), dims[0] // 2
+        stats = gradstats.per_epoch(record, split, spec.rows).drop(columns=["head", "method"])
+        frames.append(stats.merge(diagnostics, on="epoch", how="left").assign(seed=seed))
+    return pd.concat(frames, ignore_index=True)
 
 
 def seed_params(p: params.Params, seed: int, init: str) -> params.Params:
@@ -74,49 +81,42 @@ def seed_params(p: params.Params, seed: int, init: str) -> params.Params:
     return params.with_train(p, changes, "compare", whole=False)
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One training of the comparison: a method at one start and seed."""
-
-    method: Method
-    init: str
-    seed: int
-
-    def labels(self) -> dict:
-        return {"method": self.method.name, "init": self.init, "seed": self.seed}
-
-
-def train_one(args, p: params.Params, setting: Setting, stage_in, data) -> tuple:
-    """Train one setting (resuming from its checkpoint), score it per test query at every
-    width; returns its per-query scores, the result, the MLflow run and the checkpoint."""
-    c, method = p.compare, setting.method
-    ps = seed_params(p, setting.seed, setting.init)
+def train_start(args, p: params.Params, method: Method, init: str, stage_in, data) -> tuple:
+    """Every seed of one start, trained as one stack (resuming from its checkpoint), scored
+    per test query at every width; returns the scores, the result, the runs and the
+    checkpoint."""
+    c = p.compare
+    seeds = list(range(c.seeds))
+    per_seed = [seed_params(p, seed, init) for seed in seeds]
     track = Track(
-        ps,
         f"compare@{method.name}",
         _bootstrap.CHECKOUT,
-        label=f"{setting.init} seed {setting.seed}",
-        tags={"method": method.name, "compare.init": setting.init},
+        runs=tuple(MemberRun(ps, f"{init} seed {ps.train.seed}") for ps in per_seed),
+        tags={"method": method.name, "compare.init": init},
     )
     settings = {
         "method": method.name,
-        "train": ps.train.model_dump(),
+        "train": [ps.train.model_dump() for ps in per_seed],
         "methods": p.methods.model_dump(),
         "compare": c.model_dump(),
     }
     key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, settings)
-    ckpt = Checkpoint(args.checkpoints / f"{setting.init}-seed{setting.seed}.pt", key)
-    job = loop.Job(method, ps.train, p.methods, select_best=c.select == "best_heldout")
+    ckpt = Checkpoint(args.checkpoints / f"{init}.pt", key)
+    members = tuple(loop.Member(ps.train.seed, ps.train.lr) for ps in per_seed)
+    select = c.select == "best_heldout"
+    job = loop.Job(method, per_seed[0].train, p.methods, select_best=select, members=members)
     test = retrieval.TestSet.of(stage_in.ds, data.q)
     scores = []
     with tracked_fit(job, data, ckpt, track) as fitted:
         for d in c.dims:
             zq = method.embed_at(fitted.result.modules, c.dims, test.queries, d)
             zc = method.embed_at(fitted.result.modules, c.dims, data.c, d)
-            per_query = test.per_query(zq, zc)
-            scores.append(per_query.assign(**setting.labels(), dim=d))
-            fitted.metrics[f"{method.name}_d{d}.ndcg_at_10"] = per_query.ndcg_at_10.mean()
-    return pd.concat(scores), fitted.result, fitted.run, ckpt
+            for s, seed in enumerate(seeds):
+                per_query = test.per_query(zq[s], zc[s])
+                labels = {"method": method.name, "init": init, "seed": seed, "dim": d}
+                scores.append(per_query.assign(**labels))
+                fitted.metrics[s][f"{method.name}_d{d}.ndcg_at_10"] = per_query.ndcg_at_10.mean()
+    return pd.concat(scores), fitted.result, fitted.runs, ckpt
 
 
 def run(argv: list[str] | None = None) -> pd.DataFrame:
@@ -130,13 +130,14 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     data = training_data.train_data(stage_in, resolve(p.train.device))
     first = method.plan(Train(method_dims=c.dims), data.q.shape[1])[0]
     scores, stats, selection, checkpoints = [], [], [], []
-    for setting in (Setting(method, i, s) for i in c.inits for s in range(c.seeds)):
-        per_query, result, run, ckpt = train_one(args, p, setting, stage_in, data)
+    for init in c.inits:
+        per_query, result, runs, ckpt = train_start(args, p, method, init, stage_in, data)
         checkpoints.append(ckpt)
         scores.append(per_query)
-        stats.append(first_module_stats(result, first, c.dims).assign(**setting.labels()))
-        selection.append(result.selection.assign(**setting.labels()))
-        if (setting.init, setting.seed) == (c.inits[0], 0):  # what people take away (export)
+        labels = {"method": method.name, "init": init}
+        stats.append(first_module_stats(result, first, c.dims).assign(**labels))
+        selection.append(result.selection.assign(**labels))
+        if init == c.inits[0]:  # seed 0 of the headline start: what people take away (export)
             meta = {
                 "method": method.name,
                 "dims": c.dims,
@@ -144,8 +145,9 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
                 "bias": p.train.bias,
                 "methods": p.methods.model_dump(),
             }
-            artifacts.write_modules(args.modules, meta, [m.cpu() for m in result.modules])
-            artifacts.write_json(args.run_json, {**tracking.run_info(run), "seed": 0})
+            states = [loop.member_state(m.cpu(), 0) for m in result.modules]
+            artifacts.write_modules(args.modules, meta, states)
+            artifacts.write_json(args.run_json, {**tracking.run_info(runs[0]), "seed": 0})
     out = pd.concat(scores, ignore_index=True)
     artifacts.write_parquet(args.scores, out)
     artifacts.write_parquet(args.stats, pd.concat(stats, ignore_index=True))

@@ -51,8 +51,8 @@ def run(argv: list[str] | None = None) -> pd.DataFrame | None:
         mods = [m.to(device) for m in methods.restore(meta, states)]
         method, dims = methods.learned(meta["method"]), meta["dims"]
         for d in dims:
-            zq = method.embed_at(mods, dims, test.queries, d)
-            zc = method.embed_at(mods, dims, c, d)
+            zq = method.embed_at(mods, dims, test.queries, d)[0]
+            zc = method.embed_at(mods, dims, c, d)[0]
             variants.append(({"model": model, "method": method.name, "dim": d}, zq, zc))
     table = retrieval.table(quantize.variants(variants), test, p.evaluate.chunk_size)
     table = table[["model", "method", "dim", "precision", "bytes_per_vector", *retrieval.MEASURES]]

@@ -74,8 +74,8 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
             for d in dims:
                 name = export.model_name(method.name, d)
                 start = time.perf_counter()
-                zq = method.embed_at(modules, dims, test.queries, d)
-                zc = method.embed_at(modules, dims, c, d)
+                zq = method.embed_at(modules, dims, test.queries, d)[0]
+                zc = method.embed_at(modules, dims, c, d)[0]
                 scores, top = retrieval.search(zq, zc, 100)
                 run = retrieval.run_dict(test.query_ids, test.corpus_ids, top)
                 measures = retrieval.evaluate(test.qrels, run)
@@ -88,7 +88,8 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
                 )
                 ndcg = test.per_query(zq, zc)[["query_id", "ndcg_at_10"]]
                 per_query.append(ndcg.assign(model=name))
-                model = export.sentence_transformer(encoder, method.linear_maps(modules, dims, d))
+                maps = [m[0] for m in method.linear_maps(modules, dims, d)]
+                model = export.sentence_transformer(encoder, maps)
                 model.save(str(models_dir / name))
                 log_model(model, run_id, name, example)
                 print(f"exported {name}: nDCG@10 {measures['ndcg_at_10']:.4f}")

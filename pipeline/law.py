@@ -39,14 +39,15 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     data = training_data.train_data(inputs.read(args), resolve(p.train.device))
     rows = []
     for dims, weights in p.law.configs():
-        ratios = []
-        for seed in range(p.law.seeds):
-            changes = {"method_dims": dims, "mrl_weights": weights, "seed": seed, "epochs": 1}
-            cfg = params.Train.model_validate(p.train.model_dump() | changes | NO_EVAL)
-            with tempfile.TemporaryDirectory() as tmp:  # one epoch: nothing to resume
-                job = loop.Job(methods.learned("mrl"), cfg)
-                record = loop.fit(job, data, Checkpoint(Path(tmp) / "state.pt", "")).record
-            ratios.append(gradstats.per_epoch(record, split=dims[1]).low_over_high.iloc[0])
+        changes = {"method_dims": dims, "mrl_weights": weights, "epochs": 1}
+        cfg = params.Train.model_validate(p.train.model_dump() | changes | NO_EVAL)
+        members = tuple(loop.Member(seed, cfg.lr) for seed in range(p.law.seeds))
+        with tempfile.TemporaryDirectory() as tmp:  # one epoch: nothing to resume
+            job = loop.Job(methods.learned("mrl"), cfg, members=members)  # the seeds, stacked
+            records = loop.fit(job, data, Checkpoint(Path(tmp) / "state.pt", "")).records
+        ratios = [
+            gradstats.per_epoch(record, split=dims[1]).low_over_high.iloc[0] for record in records
+        ]
         ci = intervals.t_interval(ratios)
         rows.append(
             {

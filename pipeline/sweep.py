@@ -4,12 +4,13 @@ An arm is the default training params with a few overridden (dvc.yaml passes the
 `--loss ce`, `--optimizer sgd --lr 1.0`, ...); each seed sets `train.seed` (initialisation and
 batch order; the held-out split stays `data.split_seed`'s). One process trains them all, so the
 start-up, the imports and MLflow's connection are paid once per arm, not once per training.
-Each training is an MLflow run nested under the pipeline's run.
+The seeds of a method train as one stack (:mod:`smec.training.loop`); each is an MLflow run
+nested under the pipeline's run.
 
 Writes, per training, the per-epoch gradient and update statistics of the head of width
 method_dims[0] (`--stats`) and the test queries' nDCG@10, Recall@100 and MRR@10 at every width
-(`--retrieval`). A stopped sweep resumes: every training keeps its checkpoint until the whole
-arm is done, so finished ones are read back, not trained again.
+(`--retrieval`). A stopped sweep resumes: every stack keeps its checkpoint until the whole arm
+is done, so finished ones are read back, not trained again.
 """
 
 import json
@@ -29,7 +30,7 @@ from smec.model import methods
 from smec.training import data as training_data
 from smec.training import loop
 from smec.training.checkpoint import Checkpoint
-from smec.training.tracked import Track, tracked_fit
+from smec.training.tracked import MemberRun, Track, tracked_fit
 
 SCRIPT = Path(__file__).resolve()
 OUTPUTS = ("stats", "retrieval")
@@ -51,34 +52,42 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     dims = p.train.method_dims
     arm = {"arm": args.arm, **{k: getattr(p.train, k) for k in params.ARM_FIELDS}}
     stats, scores, checkpoints = [], [], []
-    for seed in range(p.sweep.seeds):
-        ps = params.with_train(p, {"seed": seed, "heldout_eval": False}, "sweep")
-        for name in METHODS:
-            method = methods.learned(name)
-            track = Track(
-                ps,
-                f"sweep@{args.arm}",
-                _bootstrap.CHECKOUT,
-                label=name,
-                tags={"method": name, "sweep.arm": args.arm},
-            )
-            settings = {
-                "method": name,
-                "data": ps.data.model_dump(),
-                "train": ps.train.model_dump(),
-            }
-            key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, settings)
-            ckpt = Checkpoint(args.checkpoints / f"{name}-seed{seed}.pt", key)
-            checkpoints.append(ckpt)
-            with tracked_fit(loop.Job(method, ps.train), data, ckpt, track) as fitted:
-                result = fitted.result
-                table = gradstats.figure_table(result.record, dims, p.gradstats.variance)
-                per_dim = test.scores(method, result.modules, dims, data.c)
-                fitted.metrics = retrieval.flat_metrics(
-                    {f"{name}_d{r['dim']}": {m: r[m] for m in retrieval.MEASURES} for r in per_dim}
-                )
-            stats.append(table.assign(seed=seed, run_id=fitted.run.info.run_id, **arm))
-            scores += [{**arm, "method": name, "seed": seed, **r} for r in per_dim]
+    per_seed = [
+        params.with_train(p, {"seed": seed, "heldout_eval": False}, "sweep")
+        for seed in range(p.sweep.seeds)
+    ]
+    for name in METHODS:  # every seed of a method trained as one stack
+        method = methods.learned(name)
+        track = Track(
+            f"sweep@{args.arm}",
+            _bootstrap.CHECKOUT,
+            runs=tuple(MemberRun(ps, name) for ps in per_seed),
+            tags={"method": name, "sweep.arm": args.arm},
+        )
+        settings = {
+            "method": name,
+            "data": p.data.model_dump(),
+            "train": [ps.train.model_dump() for ps in per_seed],
+        }
+        key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, settings)
+        ckpt = Checkpoint(args.checkpoints / f"{name}.pt", key)
+        checkpoints.append(ckpt)
+        members = tuple(loop.Member(ps.train.seed, ps.train.lr) for ps in per_seed)
+        with tracked_fit(
+            loop.Job(method, per_seed[0].train, members=members), data, ckpt, track
+        ) as fitted:
+            result = fitted.result
+            per_dim = test.scores(method, result.modules, dims, data.c)  # per member
+            for s, rows in enumerate(per_dim):
+                nested = {
+                    f"{name}_d{r['dim']}": {m: r[m] for m in retrieval.MEASURES} for r in rows
+                }
+                fitted.metrics[s] = retrieval.flat_metrics(nested)
+        for s, ps in enumerate(per_seed):
+            seed, run_id = ps.train.seed, fitted.runs[s].info.run_id
+            table = gradstats.figure_table(result.records[s], dims, p.gradstats.variance)
+            stats.append(table.assign(seed=seed, run_id=run_id, **arm))
+            scores += [{**arm, "method": name, "seed": seed, **r} for r in per_dim[s]]
     out = pd.concat(stats, ignore_index=True)
     artifacts.write_parquet(args.stats, out)
     artifacts.write_csv(args.retrieval, pd.DataFrame(scores), float_format="%.6f")

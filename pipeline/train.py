@@ -21,7 +21,7 @@ from smec.model import methods
 from smec.training import data as training_data
 from smec.training import loop
 from smec.training.checkpoint import Checkpoint
-from smec.training.tracked import Track, tracked_fit
+from smec.training.tracked import MemberRun, Track, tracked_fit
 
 OUTPUTS = ("heads", "gradients", "history", "run-json")
 
@@ -47,32 +47,37 @@ def run(argv: list[str] | None = None) -> loop.Result | None:
     data = training_data.train_data(stage_in, device)
     job = loop.Job(methods.learned(args.method), p.train)
     track = Track(
-        p, f"train@{args.method}", _bootstrap.CHECKOUT, tags={"method": args.method}, live=True
+        f"train@{args.method}",
+        _bootstrap.CHECKOUT,
+        runs=(MemberRun(p),),
+        tags={"method": args.method},
+        live=True,
     )
     ckpt = Checkpoint(args.checkpoint, checkpoint_key(p, args.method, stage_in.paths))
     if not distributed.is_main():  # the first process tracks and writes
         return loop.fit(job, data, ckpt)
     with tracked_fit(job, data, ckpt, track) as fitted:
         result = fitted.result
-        if fitted.fresh:
-            mlflow.log_params({"method": args.method, "device": str(device)})
-            tracking.log_prepared(
-                stage_in.ds, args.corpus, args.queries, args.qrels, p.data.name, "training"
-            )
+        run = fitted.runs[0]
         meta = {"method": args.method, "dims": p.train.method_dims, "in_dim": data.q.shape[1]}
-        artifacts.write_modules(args.heads, meta, [m.cpu() for m in result.modules])
+        states = [loop.member_state(m.cpu(), 0) for m in result.modules]
+        artifacts.write_modules(args.heads, meta, states)
         artifacts.write_parquet(args.gradients, result.record)
         artifacts.write_csv(args.history, result.history, float_format="%.8g")
-        artifacts.write_json(
-            args.run_json, {**tracking.run_info(fitted.run), "method": args.method}
-        )
-        mlflow.log_artifact(str(args.heads))
-        mlflow.log_artifact(str(args.history))
+        artifacts.write_json(args.run_json, {**tracking.run_info(run), "method": args.method})
+        with mlflow.start_run(run_id=run.info.run_id):
+            if fitted.fresh[0]:
+                mlflow.log_params({"method": args.method, "device": str(device)})
+                tracking.log_prepared(
+                    stage_in.ds, args.corpus, args.queries, args.qrels, p.data.name, "training"
+                )
+            mlflow.log_artifact(str(args.heads))
+            mlflow.log_artifact(str(args.history))
     ckpt.clear()
     last = result.history.iloc[-1]
     print(
         f"{args.method}: {len(result.modules)} head(s), final loss {last['loss']:.4f}, "
-        f"MLflow run {result.run_id}"
+        f"MLflow run {result.run_ids[0]}"
     )
     return result
 

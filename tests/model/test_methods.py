@@ -50,8 +50,9 @@ def test_the_sxbm_loss_is_zero_when_compressed_and_frozen_similarities_agree():
     x_n = torch.nn.functional.normalize(torch.randn(3, 2, 8), dim=-1)
     frozen = torch.einsum("bd,bkd->bk", x, x_n)
     rot = torch.linalg.qr(torch.randn(8, 8)).Q  # a rotation keeps every cosine
-    assert xbm.loss(x @ rot, x_n @ rot, frozen).item() == pytest.approx(0.0, abs=1e-6)
-    assert xbm.loss(x[:, :4], x_n[:, :, :4], frozen).item() > 0
+    one = lambda *ts: [t[None] for t in ts]  # noqa: E731  (one member)
+    assert xbm.loss(*one(x @ rot, x_n @ rot, frozen)).item() == pytest.approx(0.0, abs=1e-6)
+    assert xbm.loss(*one(x[:, :4], x_n[:, :, :4], frozen)).item() > 0
 
 
 def cos(a, b):
@@ -79,15 +80,15 @@ def hand_pairs(items, dims):
 def adaptor():
     a = adaptors.Adaptor(4)
     with torch.no_grad():
-        a.f.weight.copy_(torch.tensor(A))
+        a.f.weight.copy_(torch.tensor([A]))
     return a
 
 
 def test_matryoshka_adaptor_losses_equal_the_hand_computed_four_item_case():
-    c, a = torch.tensor(C), adaptor()
+    c, a = torch.tensor([C]), adaptor()  # one member
     c_hat = a(c)
     adapted = hand_adapted()
-    torch.testing.assert_close(c_hat, torch.tensor(adapted))
+    torch.testing.assert_close(c_hat[0], torch.tensor(adapted))
     pairs = hand_pairs(adapted, [4, 2])
     assert adaptors.pair_loss(c, c_hat, [4, 2]).item() == pytest.approx(sum(pairs) / len(pairs))
     # top-1 neighbour of each item in the original space: 0->1, 1->0, 2->3, 3->0 (0.5025 > 0.5)
@@ -106,14 +107,13 @@ def test_matryoshka_adaptor_losses_equal_the_hand_computed_four_item_case():
 
 
 def test_search_adaptor_loss_is_the_rank_loss_of_its_prefix_plus_recovery():
-    c, a = torch.tensor(C), adaptor()
-    q, d = c[:2], c[2:]
-    batch = losses.Batch(torch.eye(2), q, d)
+    c, a = torch.tensor([C]), adaptor()
+    q, d = c[:, :2], c[:, 2:]
+    batch = losses.Batch(torch.eye(2)[None], q, d)
     got = adaptors.search_loss(q, d, a, 2, batch, rec_weight=0.1).item()
-    q_hat, d_hat = a(q)[:, :2], a(d)[:, :2]
-    expected = (
-        losses.rank(q_hat, d_hat, [2], batch)[0] + 0.1 * torch.cat([a.f(q), a.f(d)]).abs().mean()
-    )
+    q_hat, d_hat = a(q)[..., :2], a(d)[..., :2]
+    recovery = torch.cat([a.f(q), a.f(d)], dim=1).abs().mean()
+    expected = losses.rank(q_hat, d_hat, [2], batch)[0, 0] + 0.1 * recovery
     assert got == pytest.approx(expected.item())
 
 
@@ -135,9 +135,9 @@ def trained():
 def test_every_methods_48d_embedding_comes_from_its_own_chain(trained):
     data, results = trained
     x = data.q[:5]
-    w = {m: [mod.weight for mod in r.modules] for m, r in results.items()}
+    w = {m: [mod.weight[0] for mod in r.modules] for m, r in results.items()}
     mods = {m: r.modules for m, r in results.items()}
-    idx = {m: [mod.indices() for mod in mods[m]] for m in ("smrl_ads", "smec")}
+    idx = {m: [mod.indices()[0] for mod in mods[m]] for m in ("smrl_ads", "smec")}
     chain = {m: x @ w[m][0].T @ w[m][1].T @ w[m][2].T for m in ("smrl", "smrl_sxbm")}
     expected = {
         "mrl": (x @ w["mrl"][0].T)[:, :48],
@@ -153,8 +153,8 @@ def test_every_methods_48d_embedding_comes_from_its_own_chain(trained):
     assert set(expected) == set(methods.LEARNED)
     for method, want in expected.items():
         got = methods.get(method).embed_at(mods[method], [192, 96, 48], x, 48)
-        assert got.shape == (5, 48), method
-        torch.testing.assert_close(got, want, msg=method)
+        assert got.shape == (1, 5, 48), method
+        torch.testing.assert_close(got[0], want, msg=method)
 
 
 def test_every_method_records_which_epoch_it_kept(trained):
@@ -186,6 +186,29 @@ def test_the_kept_weights_are_those_of_the_best_held_out_epoch(tmp_path):
     assert torch.equal(result.modules[0].weight, short.modules[0].weight)
 
 
+def test_members_of_a_stack_each_keep_their_own_best_epoch(tmp_path):
+    """Two members at different learning rates: each keeps the epoch its own held-out
+    nDCG@10 picks, and its weights are those it has trained alone."""
+    data = synthetic.latent_factor_data(n_pairs=128, n_docs=256, n_heldout=16)
+    cfg = Train(method_dims=[192, 96], epochs=6, batch_size=32)
+    members = (loop.Member(0, 0.05), loop.Member(1, 0.002))
+    stack = loop.fit(
+        loop.Job(methods.get("mrl"), cfg, select_best=True, members=members),
+        data,
+        Checkpoint(tmp_path / "s.pt", "k"),
+    )
+    for s, member in enumerate(members):
+        alone = loop.fit(
+            loop.Job(methods.get("mrl"), cfg, select_best=True, members=(member,)),
+            data,
+            Checkpoint(tmp_path / f"{s}.pt", "k"),
+        )
+        mine = stack.selection[stack.selection.seed == member.seed]
+        assert list(mine.kept_epoch) == list(alone.selection.kept_epoch)
+        torch.testing.assert_close(stack.modules[0].weight[s], alone.modules[0].weight[0])
+    assert stack.selection.kept_epoch.nunique() == 2  # the two did pick different epochs
+
+
 @pytest.mark.parametrize("name", methods.LEARNED)
 def test_every_method_starts_as_truncation_under_the_identity_start(name):
     """`compare.inits`' identity start: heads and ADS maps the identity, adaptors a zero
@@ -194,16 +217,21 @@ def test_every_method_starts_as_truncation_under_the_identity_start(name):
     dims = [16, 8, 4]
     for init, same in (("identity", True), ("random", False)):
         cfg = Train(method_dims=dims, init=init)
-        modules = [method.build(s, cfg, Methods()).eval() for s in method.plan(cfg, 32)]
+        modules = [method.build(s, cfg, Methods(), [0]).eval() for s in method.plan(cfg, 32)]
         for d in dims:
-            z = method.embed_at(modules, dims, x, d)
+            z = method.embed_at(modules, dims, x, d)[0]
             assert torch.allclose(z, x[:, :d]) == same, (name, init, d)
 
 
 def batch_of(n=6, width=8, seed=0):
+    """One member's batch: q, d (1, n, width)."""
     gen = torch.Generator().manual_seed(seed)
-    q, d = torch.randn(n, width, generator=gen), torch.randn(n, width, generator=gen)
-    return q, d, losses.Batch(torch.eye(n), q, d)
+    q, d = torch.randn(1, n, width, generator=gen), torch.randn(1, n, width, generator=gen)
+    return q, d, losses.Batch(torch.eye(n)[None], q, d)
+
+
+def ctx(progress: float, seed: int = 0) -> Context:
+    return Context(progress, [torch.Generator().manual_seed(seed)], *IDS)
 
 
 def test_the_ads_loss_is_the_loss_of_the_kept_coordinates_wherever_they_lie():
@@ -213,28 +241,30 @@ def test_the_ads_loss_is_the_loss_of_the_kept_coordinates_wherever_they_lie():
     for step_loss in ("single", "pair"):
         cfg = Train(method_dims=[4, 2], smrl_step_loss=step_loss)
         spec = method.plan(cfg, 8)[0]
-        module = method.build(spec, cfg, Methods())
+        module = method.build(spec, cfg, Methods(), [0])
         objective = method.objective(spec, cfg, Methods(), None)
         q, d, batch = batch_of()
-        got = objective(module, q, d, batch, Context(0.3, torch.Generator().manual_seed(3), *IDS))
-        mask = module.mask(objective.schedule, 0.3, torch.Generator().manual_seed(3))
-        kept = mask.detach().nonzero().squeeze(1)
+        got = objective(module, q, d, batch, ctx(0.3, seed=3))
+        mask = module.mask(objective.schedule, 0.3, [torch.Generator().manual_seed(3)])
+        kept = mask[0].detach().nonzero().squeeze(1)
         assert kept.tolist() != [0, 1, 2, 3]  # the draw keeps coordinates past the first four
         rank = losses.LOSSES["rank"]
-        want = NestedLoss(rank, [4])(module.linear(q)[:, kept], module.linear(d)[:, kept], batch)
+        want = NestedLoss(rank, [4])(
+            module.linear(q)[..., kept], module.linear(d)[..., kept], batch
+        )
         if step_loss == "pair":
             want = want + NestedLoss(rank, [8])(module.linear(q), module.linear(d), batch)
         torch.testing.assert_close(got, want)
 
 
-IDS = (torch.arange(6), torch.arange(6))
+IDS = (torch.arange(6)[None], torch.arange(6)[None])
 
 
 def tables(n_items=12, width=8, seed=1):
     """A step's frozen tables over 6 queries and 6 documents (all training items)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n_items, width, generator=gen)
-    return Tables(x, F.normalize(x, dim=-1), n_items // 2, torch.arange(n_items))
+    return Tables(x, F.normalize(x, dim=-1), n_items // 2, torch.arange(n_items), members=1)
 
 
 def sxbm_objective(name: str, weight: float, bias: bool = False):
@@ -242,7 +272,7 @@ def sxbm_objective(name: str, weight: float, bias: bool = False):
     cfg = Train(method_dims=[4, 2], bias=bias)  # the first step keeps 4 of the 8 inputs
     opts = Methods(xbm_k=2, xbm_weight=weight, xbm_capacity=12)
     spec = method.plan(cfg, 8)[0]
-    module = method.build(spec, cfg, opts)
+    module = method.build(spec, cfg, opts, [0])
     if bias:
         with torch.no_grad():
             (module.linear if hasattr(module, "linear") else module).bias.normal_()
@@ -255,27 +285,26 @@ def test_the_sxbm_term_counts_once_the_memory_is_full_and_equals_its_definition(
     compressed items against their frozen-space neighbours, compressed on the same rows, the
     memory side through the module (bias included)."""
     q, d, batch = batch_of()
-    gen = lambda: torch.Generator().manual_seed(4)  # noqa: E731
     with_term, objective = sxbm_objective(name, 1.0, bias=True)
     without, plain = sxbm_objective(name, 0.0, bias=True)
     without.load_state_dict(with_term.state_dict())
     for o, m in ((objective, with_term), (plain, without)):
-        o(m, q, d, batch, Context(0.0, gen(), *IDS))  # fills the memory
-    got = objective(with_term, q, d, batch, Context(0.1, gen(), *IDS))
-    base = plain(without, q, d, batch, Context(0.1, gen(), *IDS))
+        o(m, q, d, batch, ctx(0.0, seed=4))  # fills the memory
+    got = objective(with_term, q, d, batch, ctx(0.1, seed=4))
+    base = plain(without, q, d, batch, ctx(0.1, seed=4))
     assert objective.term.active_steps == 1 and got > base
     t = tables()
-    ids = torch.cat([IDS[0], IDS[1] + 6])
-    near, frozen = objective.term.memory.neighbours(t.full[ids] @ t.full.T, ids, 2)
+    ids = torch.cat([IDS[0][0], IDS[1][0] + 6])
+    near, frozen = objective.term.memories[0].neighbours(t.full[ids] @ t.full.T, ids, 2)
     assert not (near == ids[:, None]).any()  # no item is its own neighbour
     if name == "smec":
-        kept = objective.masks[-1].nonzero().squeeze(1)
+        kept = objective.masks[-1][0].nonzero().squeeze(1)
         assert kept.tolist() != [0, 1, 2, 3]
-        compress = lambda x: with_term.linear(x)[:, kept]  # noqa: E731
+        compress = lambda x: with_term.linear(x[None])[0][:, kept]  # noqa: E731
     else:
-        compress = with_term
-    z = compress(torch.cat([q, d]))
-    want = xbm.loss(z, compress(t.inputs)[near], frozen)
+        compress = lambda x: with_term(x[None])[0]  # noqa: E731
+    z = compress(torch.cat([q[0], d[0]]))
+    want = xbm.loss(z[None], compress(t.inputs)[near][None], frozen[None])
     torch.testing.assert_close(got - base, want)
 
 
@@ -283,16 +312,17 @@ def test_the_sxbm_memory_side_is_a_constant():
     """The term's gradient flows through the batch's items only."""
     q, d, batch = batch_of()
     module, objective = sxbm_objective("smrl_sxbm", 1.0)
-    objective(module, q, d, batch, Context(0.0, torch.Generator(), *IDS))
-    term = objective.term(module(torch.cat([q, d])), module, *IDS)
-    (grad,) = torch.autograd.grad(term, module.weight)
+    objective(module, q, d, batch, ctx(0.0))
+    term = objective.term(module(torch.cat([q, d], dim=1)), module, *IDS)
+    (grad,) = torch.autograd.grad(term.sum(), module.weight)
     t = tables()
-    ids = torch.cat([IDS[0], IDS[1] + 6])
-    near, frozen = objective.term.memory.neighbours(t.full[ids] @ t.full.T, ids, 2)
-    z = lambda: module(torch.cat([q, d]))  # noqa: E731
-    through_both = xbm.loss(z(), module(t.inputs)[near], frozen)
+    ids = torch.cat([IDS[0][0], IDS[1][0] + 6])
+    near, frozen = objective.term.memories[0].neighbours(t.full[ids] @ t.full.T, ids, 2)
+    z = lambda: module(torch.cat([q, d], dim=1))  # noqa: E731
+    memory_side = lambda: module(t.inputs[None])[0][near][None]  # noqa: E731
+    through_both = xbm.loss(z(), memory_side(), frozen[None]).sum()
     (both,) = torch.autograd.grad(through_both, module.weight)
-    constant = xbm.loss(z(), module(t.inputs)[near].detach(), frozen)
+    constant = xbm.loss(z(), memory_side().detach(), frozen[None]).sum()
     (batch_only,) = torch.autograd.grad(constant, module.weight)
     torch.testing.assert_close(grad, batch_only)
     assert not torch.allclose(grad, both)
@@ -302,12 +332,12 @@ def test_the_matryoshka_adaptor_adds_the_ranking_loss_after_its_unsupervised_sha
     method, opts = methods.get("mrl_adaptor"), Methods(adaptor_unsupervised=0.5)
     cfg = Train(method_dims=[4, 2], init="random")
     spec = method.plan(cfg, 8)[0]
-    module = method.build(spec, cfg, opts)
+    module = method.build(spec, cfg, opts, [0])
     objective = method.objective(spec, cfg, opts, None)
     q, d, batch = batch_of()
-    items = torch.cat([q, d])
+    items = torch.cat([q, d], dim=1)
     unsup = adaptors.matryoshka_unsupervised(items, module, [4, 2], k=10, alpha=1.0, beta=1.0)
     rank = NestedLoss(losses.LOSSES["rank"], [4, 2])(module(q), module(d), batch)
-    at = lambda p: objective(module, q, d, batch, Context(p, torch.Generator(), *IDS))  # noqa: E731
+    at = lambda p: objective(module, q, d, batch, ctx(p))  # noqa: E731
     torch.testing.assert_close(at(0.49), unsup)
     torch.testing.assert_close(at(0.5), unsup + rank)

@@ -44,14 +44,14 @@ def trained():
 def test_an_exported_model_encodes_to_the_pipelines_own_vectors(
     encoder, trained, tmp_path, method, dim
 ):
-    maps = methods.get(method).linear_maps(trained[method], DIMS, dim)
+    maps = [m[0] for m in methods.get(method).linear_maps(trained[method], DIMS, dim)]
     export.sentence_transformer(encoder, maps).save(str(tmp_path / "model"))
     from sentence_transformers import SentenceTransformer
 
     loaded = SentenceTransformer(str(tmp_path / "model"), device="cpu")
     got = torch.from_numpy(loaded.encode(TEXTS, convert_to_numpy=True))
     frozen = torch.from_numpy(encode.encode(encoder, TEXTS, batch_size=8))
-    want = methods.get(method).embed_at(trained[method], DIMS, frozen, dim)
+    want = methods.get(method).embed_at(trained[method], DIMS, frozen, dim)[0]
     assert got.shape == want.shape == (3, dim)
     assert F.cosine_similarity(got, want).min() >= 0.9999
 
@@ -59,7 +59,7 @@ def test_an_exported_model_encodes_to_the_pipelines_own_vectors(
 def test_an_mrl_model_exported_once_serves_every_width_with_truncate_dim(
     encoder, trained, tmp_path
 ):
-    maps = methods.get("mrl").linear_maps(trained["mrl"], DIMS, 192)
+    maps = [m[0] for m in methods.get("mrl").linear_maps(trained["mrl"], DIMS, 192)]
     export.sentence_transformer(encoder, maps).save(str(tmp_path / "mrl"))
     from sentence_transformers import SentenceTransformer
 
@@ -67,7 +67,7 @@ def test_an_mrl_model_exported_once_serves_every_width_with_truncate_dim(
     for dim in (96, 48):
         model = SentenceTransformer(str(tmp_path / "mrl"), device="cpu", truncate_dim=dim)
         got = torch.from_numpy(model.encode(TEXTS, convert_to_numpy=True))
-        want = methods.get("mrl").embed_at(trained["mrl"], DIMS, frozen, dim)
+        want = methods.get("mrl").embed_at(trained["mrl"], DIMS, frozen, dim)[0]
         assert F.cosine_similarity(got, want).min() >= 0.9999
 
 
@@ -77,8 +77,8 @@ def test_the_linear_maps_are_each_methods_embedding():
         for dim in DIMS:
             z = x
             for w in methods.get(method).linear_maps(modules, DIMS, dim):
-                z = z @ w.T
-            torch.testing.assert_close(z, methods.get(method).embed_at(modules, DIMS, x, dim))
+                z = z @ w[0].T
+            torch.testing.assert_close(z, methods.get(method).embed_at(modules, DIMS, x, dim)[0])
 
 
 def trained_modules():
@@ -87,7 +87,7 @@ def trained_modules():
     for name in methods.LEARNED:
         method, modules = methods.get(name), []
         for spec in method.plan(cfg, 384):
-            m = method.build(spec, cfg, Methods())
+            m = method.build(spec, cfg, Methods(), [0])
             with torch.no_grad():
                 m.weight.add_(0.01 * torch.randn_like(m.weight))
                 if hasattr(m, "logits"):

@@ -50,7 +50,7 @@ def test_smrl_pair_puts_two_losses_on_the_low_rows_again(data, tmp_path):
 def reference_loss(q, d, batch, levels, weights):
     """Σ c_m L(y[:, :m]) written as the plain loop over sliced prefixes (no shared matmul)."""
     return sum(
-        c * losses.rank(q[:, :m], d[:, :m], [m], batch)[0]
+        c * losses.rank(q[..., :m], d[..., :m], [m], batch)[0, 0]
         for m, c in zip(levels, weights, strict=True)
     )
 
@@ -72,11 +72,11 @@ def test_recorded_gradient_is_dL_dW_at_every_step(
     cfg = Train(epochs=2, heldout_eval=False, optimizer="sgd", lr=0.5, **settings)
     record = fit(method, cfg, data, tmp_path).record
     record = record[record["head"] == 1]
-    w = heads.make_head(384, 192, False, "random", cfg.seed * 100 + 1).weight.detach().clone()
+    w = heads.draw_weight(192, 384, "random", cfg.seed * 100 + 1)
     step = 0
     for epoch in range(cfg.epochs):
         for idx in batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, epoch):
-            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
+            qi, di = data.pairs[idx, 0][None], data.pairs[idx, 1][None]  # one member
             batch = losses.Batch(data.relevance(qi, di), data.q[qi], data.c[di])
             w.requires_grad_(True)
             loss = reference_loss(data.q[qi] @ w.T, data.c[di] @ w.T, batch, levels, weights)
@@ -102,22 +102,22 @@ def test_every_methods_recorded_gradient_is_that_of_its_own_objective(tmp_path, 
     record = loop.fit(loop.Job(method, cfg, opts), data, Checkpoint(tmp_path / "c.pt", "k")).record
     record = record[record["head"] == 1]
     spec = method.plan(cfg, 32)[0]
-    module = method.build(spec, cfg, opts)
-    objective = method.objective(spec, cfg, opts, loop.step_tables(data.q, data.c, data))
+    module = method.build(spec, cfg, opts, [cfg.seed])
+    objective = method.objective(spec, cfg, opts, loop.step_tables(data.q, data.c, data, 1))
     lrs = method.lr_overrides(opts)
     step, n = 0, len(batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, 0))
     for epoch in range(cfg.epochs):
         gen = loop._generator(cfg.seed, 1, epoch)
         for b, idx in enumerate(batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, epoch)):
-            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
+            qi, di = data.pairs[idx, 0][None], data.pairs[idx, 1][None]  # one member
             batch = losses.Batch(data.relevance(qi, di), data.q[qi], data.c[di])
-            ctx = Context((epoch * n + b) / (cfg.epochs * n), gen, qi, di)
-            loss = objective(module, data.q[qi], data.c[di], batch, ctx)
+            ctx = Context((epoch * n + b) / (cfg.epochs * n), [gen], qi, di)
+            loss = objective(module, data.q[qi], data.c[di], batch, ctx).sum()
             named = [(k, p) for k, p in module.named_parameters()]
             grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
             g = dict(zip([k for k, _ in named], grads, strict=True))
             rows = record[record.step == step].sort_values("row")
-            weight_grad = g[next(k for k, p in named if p is module.weight)]
+            weight_grad = g[next(k for k, p in named if p is module.weight)][0]
             torch.testing.assert_close(
                 torch.tensor(rows["sum"].to_numpy()), weight_grad.sum(1).double()
             )
@@ -162,14 +162,18 @@ def test_smrl_later_steps_leave_earlier_heads_untouched(data, tmp_path):
 def test_compressed_embeddings_come_from_each_methods_own_heads():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(5, 384, generator=gen)
-    w = [torch.nn.Linear(384, 192, bias=False), torch.nn.Linear(192, 96, bias=False)]
+    w = [
+        heads.make_head(384, 192, False, "random", [1]),
+        heads.make_head(192, 96, False, "random", [2]),
+    ]
+    w1, w2 = w[0].weight[0], w[1].weight[0]
     dims = [192, 96]
-    smrl_96 = methods.get("smrl").embed_at(w, dims, x, 96)
-    torch.testing.assert_close(smrl_96, x @ w[0].weight.T @ w[1].weight.T)  # W2·W1·x
+    smrl_96 = methods.get("smrl").embed_at(w, dims, x, 96)[0]
+    torch.testing.assert_close(smrl_96, x @ w1.T @ w2.T)  # W2·W1·x
     torch.testing.assert_close(
-        methods.get("mrl").embed_at(w[:1], dims, x, 96), (x @ w[0].weight.T)[:, :96]
+        methods.get("mrl").embed_at(w[:1], dims, x, 96)[0], (x @ w1.T)[:, :96]
     )
-    torch.testing.assert_close(methods.get("smrl").embed_at(w, dims, x, 192), x @ w[0].weight.T)
+    torch.testing.assert_close(methods.get("smrl").embed_at(w, dims, x, 192)[0], x @ w1.T)
     with pytest.raises(ValueError, match="dim 48 is not one of"):
         methods.get("smrl").embed_at(w, dims, x, 48)
 
@@ -232,3 +236,36 @@ def test_cuda_path_matches_cpu_structure(tmp_path):
     assert result.modules[0].weight.device.type == "cuda"
     stats = gradstats.per_epoch(result.record, split=96)
     assert 2.6 < stats.low_over_high.iloc[0] < 3.6
+
+
+MEMBERS = (loop.Member(0, 1e-3), loop.Member(1, 3e-3), loop.Member(2, 1e-3))
+
+
+@pytest.mark.parametrize("name", methods.LEARNED)
+def test_a_stack_trains_each_member_as_it_trains_alone(tmp_path, name):
+    """Three seeds (one at another learning rate) as one stacked model against each trained
+    on its own: the same weights and gradient record (rtol 1e-5) and the same kept epochs."""
+    data = synthetic.latent_factor_data(n_pairs=96, n_docs=128, dim=32, factors=8, n_heldout=8)
+    cfg = Train(method_dims=[16, 8, 4], epochs=3, batch_size=32)
+    method, opts = methods.get(name), Methods(xbm_k=3, adaptor_topk=4)
+    fit_ = lambda members, path: loop.fit(  # noqa: E731
+        loop.Job(method, cfg, opts, select_best=True, members=members),
+        data,
+        Checkpoint(tmp_path / path, "k"),
+    )
+    stack = fit_(MEMBERS, "stack.pt")
+    for s, member in enumerate(MEMBERS):
+        alone = fit_((member,), f"{s}.pt")
+        for stacked, single in zip(stack.modules, alone.modules, strict=True):
+            mine = loop.member_state(stacked, s)
+            for key, value in single.state_dict().items():
+                torch.testing.assert_close(mine[key], value, rtol=1e-5, atol=1e-7, msg=key)
+        for col in ("sum", "sumsq", "update_sumsq"):
+            torch.testing.assert_close(
+                torch.tensor(stack.records[s][col].to_numpy()),
+                torch.tensor(alone.record[col].to_numpy()),
+                rtol=1e-5,
+                atol=1e-9,
+            )
+        kept = stack.selection[stack.selection.seed == member.seed].kept_epoch
+        assert list(kept) == list(alone.selection.kept_epoch)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from smec.errors import SmecError
 from smec.infra import atomic
@@ -95,10 +94,10 @@ def read_parquet(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def write_modules(path: Path, meta: dict, modules: list[nn.Module]) -> None:
-    """A method's trained modules: their weights, and what `smec.model.methods.restore` needs to
-    rebuild them (`method`, `dims`, `in_dim`)."""
-    state = {"meta": meta, "states": [m.state_dict() for m in modules]}
+def write_modules(path: Path, meta: dict, states: list[dict]) -> None:
+    """A method's trained modules, one member: their weights (state dicts), and what
+    `smec.model.methods.restore` needs to rebuild them (`method`, `dims`, `in_dim`, ...)."""
+    state = {"meta": meta, "states": states}
     atomic.write(path, lambda p: torch.save(state, p))
 
 

@@ -79,14 +79,15 @@ def bounds(n: int, parts: int | None = None) -> list[int]:
 
 
 def gather_rows(local: torch.Tensor, n: int) -> torch.Tensor:
-    """The (n, ...) concatenation of every process's rows (:func:`bounds`); no gradient."""
+    """The concatenation along dim 1 of every process's rows (:func:`bounds` of n), for
+    (S, rows, ...) tensors; no gradient."""
     edges = bounds(n)
     size = max(b - a for a, b in pairwise(edges))
-    padded = local.new_zeros((size, *local.shape[1:]))
-    padded[: len(local)] = local
+    padded = local.new_zeros((local.shape[0], size, *local.shape[2:]))
+    padded[:, : local.shape[1]] = local
     parts = [torch.empty_like(padded) for _ in range(world())]
     dist.all_gather(parts, padded.contiguous())
-    return torch.cat([p[: b - a] for p, (a, b) in zip(parts, pairwise(edges), strict=True)])
+    return torch.cat([p[:, : b - a] for p, (a, b) in zip(parts, pairwise(edges), strict=True)], 1)
 
 
 class _GatherRows(torch.autograd.Function):
@@ -99,19 +100,21 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return grad[ctx.lo : ctx.hi], None
+        return grad[:, ctx.lo : ctx.hi], None
 
 
 class RowSharded(nn.Module):
-    """`module(x)` with each process computing its own rows of x and gathering the others'."""
+    """`module(x)` for x (S, N, D) with each process computing its own rows of x (dim 1) and
+    gathering the others'."""
 
     def __init__(self, module: nn.Module):
         super().__init__()
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        edges = bounds(len(x))
-        return _GatherRows.apply(self.module(x[edges[rank()] : edges[rank() + 1]]), len(x))
+        n = x.shape[1]
+        edges = bounds(n)
+        return _GatherRows.apply(self.module(x[:, edges[rank()] : edges[rank() + 1]]), n)
 
 
 def all_reduce_grads(module: nn.Module) -> None:

@@ -191,8 +191,8 @@ def ui_url(experiment: str, base: str = "http://127.0.0.1:5000") -> str:
     return f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
 
 
-def log_steps(steps: list[tuple[int, dict[str, float]]]) -> None:
-    """(step, metrics) pairs for the active run, in one batch: one call per epoch would cost
+def log_steps_to(run_id: str, steps: list[tuple[int, dict[str, float]]]) -> None:
+    """(step, metrics) pairs for the run `run_id`, in batches: one call per metric would cost
     seconds on a sqlite store."""
     import time
 
@@ -203,7 +203,7 @@ def log_steps(steps: list[tuple[int, dict[str, float]]]) -> None:
     batch = [Metric(k, float(v), now, int(step)) for step, ms in steps for k, v in ms.items()]
     client = mlflow.MlflowClient(tracking_uri())
     for start in range(0, len(batch), 1000):  # MLflow's limit per call
-        client.log_batch(mlflow.active_run().info.run_id, metrics=batch[start : start + 1000])
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
 
 
 def log_to_parent(run, metrics: dict[str, float]) -> None:

@@ -47,9 +47,14 @@ class EpochRecord:
 
 
 class Recorder:
-    """Collects the sums on the training device; copies them to the host once per epoch.
+    """Collects the sums of S members' gradients (S, rows, cols) on the training device and
+    copies them to the host once per epoch, one :class:`EpochRecord` per member.
 
     float32 on the device: a float64 copy of the gradient would cost 50x the sums themselves.
+    Per step it makes five passes over the gradient (its row sums, its square, their row sums,
+    and the per-weight sums across the epoch's steps) and one over the update, which the
+    optimiser hands over (:class:`smec.training.optim.StackedOptimizer`), so the weights are
+    never copied.
     """
 
     def __init__(self):
@@ -58,55 +63,51 @@ class Recorder:
         self._updates: list[torch.Tensor] = []
         self._wsum: torch.Tensor | None = None  # Σ_t G_t per weight, this epoch
         self._wsumsq: torch.Tensor | None = None  # Σ_t G_t² per weight
-        self._before: torch.Tensor | None = None
-        self.epochs: list[EpochRecord] = []
+        self.epochs: list[list[EpochRecord]] = []  # per epoch, one record per member
         self.cols = 0
 
     @torch.no_grad()
     def record(self, grad: torch.Tensor) -> None:
         g = grad.detach()
         sq = g.square()
-        self._sums.append(g.sum(dim=1))
-        self._sumsq.append(sq.sum(dim=1))
+        self._sums.append(g.sum(dim=2))
+        self._sumsq.append(sq.sum(dim=2))
         if self._wsum is None:
             self._wsum, self._wsumsq = g.clone(), sq
         else:
             self._wsum += g
             self._wsumsq += sq
-        self.cols = g.shape[1]
+        self.cols = g.shape[2]
 
     @torch.no_grad()
-    def before_update(self, weight: torch.Tensor) -> None:
-        """Keep W_before (in a buffer reused every step)."""
-        if self._before is None or self._before.shape != weight.shape:
-            self._before = torch.empty_like(weight)
-        self._before.copy_(weight)
+    def update(self, delta: torch.Tensor) -> None:
+        """The step the optimiser took, ΔW = W_after − W_before, of the step just recorded."""
+        self._updates.append(delta.square().sum(dim=2))
 
-    @torch.no_grad()
-    def after_update(self, weight: torch.Tensor) -> None:
-        """The step the optimiser took, W_after − W_before, of the step just recorded."""
-        delta = self._before.sub_(weight)  # the sign does not matter for its norm
-        self._updates.append(delta.square_().sum(dim=1))
-
-    def end_epoch(self, epoch: int) -> EpochRecord:
-        """Move this epoch's sums to the host (float64) and start the next epoch."""
+    def end_epoch(self, epoch: int) -> list[EpochRecord]:
+        """Move this epoch's sums to the host (float64), one record per member, and start the
+        next epoch."""
         steps = len(self._sums)
         host = lambda xs: torch.stack(xs).cpu().double().numpy()  # noqa: E731
-        sums, sumsq = host(self._sums), host(self._sumsq)
+        sums, sumsq = host(self._sums), host(self._sumsq)  # (steps, S, rows)
         updates = host(self._updates) if self._updates else np.full_like(sums, np.nan)
         mean = self._wsum.double() / steps
-        noise = (self._wsumsq.double() / steps - mean.square()).mean(dim=1).cpu().numpy()
+        noise = (self._wsumsq.double() / steps - mean.square()).mean(dim=2).cpu().numpy()
         self._sums, self._sumsq, self._updates = [], [], []
         self._wsum = self._wsumsq = None
-        rec = EpochRecord(epoch, sums, sumsq, updates, noise)
-        self.epochs.append(rec)
-        return rec
+        records = [
+            EpochRecord(epoch, sums[:, s], sumsq[:, s], updates[:, s], noise[s])
+            for s in range(sums.shape[1])
+        ]
+        self.epochs.append(records)
+        return records
 
-    def table(self, method: str, head: int) -> pd.DataFrame:
-        """The whole record, one row per step and weight row (the `gradients.parquet` layout);
-        `noise` repeats the row's value for its epoch on each of the epoch's steps."""
+    def table(self, method: str, head: int, member: int = 0) -> pd.DataFrame:
+        """One member's whole record, one row per step and weight row (the `gradients.parquet`
+        layout); `noise` repeats the row's value for its epoch on each of the epoch's steps."""
         frames, step = [], 0
-        for rec in self.epochs:
+        for per_member in self.epochs:
+            rec = per_member[member]
             n_steps, rows = rec.sums.shape
             frames.append(
                 pd.DataFrame(

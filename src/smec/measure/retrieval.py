@@ -214,17 +214,28 @@ class TestSet:
     def per_query(self, zq: torch.Tensor, zc: torch.Tensor) -> pd.DataFrame:
         return per_query(zq, zc, self.query_ids, self.corpus_ids, self.qrels)
 
-    def scores(self, method, modules, dims: list[int], corpus: torch.Tensor) -> list[dict]:
-        """A trained method's measures at every width (`method.embed_at` compresses)."""
+    def score_members(self, zq: torch.Tensor, zc: torch.Tensor) -> list[float]:
+        """nDCG@10 of each member's queries (S, Nq, d) against its corpus (S, Nc, d), in one
+        evaluation: member s's queries are renamed `s:<id>`, so nothing mixes."""
+        run, qrels = {}, {}
+        for s in range(len(zq)):
+            _, top = search(zq[s], zc[s], 100)
+            names = [f"{s}:{q}" for q in self.query_ids]
+            run |= run_dict(names, self.corpus_ids, top)
+            qrels |= {f"{s}:{q}": self.qrels[q] for q in self.query_ids if q in self.qrels}
+        totals = [0.0] * len(zq)
+        for metric in ir_measures.iter_calc([MEASURES["ndcg_at_10"]], qrels, run):
+            totals[int(metric.query_id.split(":", 1)[0])] += metric.value
+        return [total / len(self.qrels) for total in totals]
+
+    def scores(self, method, modules, dims: list[int], corpus: torch.Tensor) -> list[list[dict]]:
+        """Per member of a trained method, its measures at every width (`method.embed_at`
+        compresses)."""
+        zq = {d: method.embed_at(modules, dims, self.queries, d) for d in dims}
+        zc = {d: method.embed_at(modules, dims, corpus, d) for d in dims}
         return [
-            {
-                "dim": d,
-                **self.score(
-                    method.embed_at(modules, dims, self.queries, d),
-                    method.embed_at(modules, dims, corpus, d),
-                ),
-            }
-            for d in dims
+            [{"dim": d, **self.score(zq[d][s], zc[d][s])} for d in dims]
+            for s in range(len(next(iter(zq.values()))))
         ]
 
 

@@ -27,23 +27,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from smec.model import losses
+from smec.model import heads, losses
 from smec.model.losses import prefix_cosine
 
 
 class Adaptor(nn.Module):
-    """ĉ = c + A c; A starts at zero (`identity`: the adaptor starts as truncation) or, as the
-    ablation of the common start, as PyTorch's default init drawn from `seed` (`random`)."""
+    """ĉ = c + A c for each of S members; A starts at zero (`identity`: the adaptor starts as
+    truncation) or, as the ablation of the common start, as PyTorch's default init drawn from
+    each member's seed (`random`)."""
 
-    def __init__(self, dim: int, init: str = "identity", seed: int = 0):
+    def __init__(self, dim: int, init: str = "identity", seeds: list[int] = (0,)):
         super().__init__()
-        self.f = nn.Linear(dim, dim, bias=False)
-        with torch.no_grad():
-            if init == "identity":
-                self.f.weight.zero_()
-            else:
-                bound = 1.0 / dim**0.5  # kaiming_uniform(a=sqrt(5)), as nn.Linear does
-                self.f.weight.uniform_(-bound, bound, generator=torch.Generator().manual_seed(seed))
+        start = "zero" if init == "identity" else "random"
+        self.f = heads.Linear(torch.stack([_residual(dim, start, s) for s in seeds]))
 
     @property
     def weight(self) -> torch.Tensor:
@@ -53,41 +49,50 @@ class Adaptor(nn.Module):
         return c + self.f(c)
 
 
+def _residual(dim: int, start: str, seed: int) -> torch.Tensor:
+    return torch.zeros(dim, dim) if start == "zero" else heads.draw_weight(dim, dim, "random", seed)
+
+
 def as_matrix(adaptor: Adaptor) -> torch.Tensor:
-    """The adaptor as one matrix, I + A (what an exported model applies)."""
+    """The adaptor as one matrix per member, I + A (what an exported model applies)."""
     a = adaptor.weight
-    return torch.eye(a.shape[1], device=a.device) + a
+    return torch.eye(a.shape[-1], device=a.device) + a
 
 
 def _off_diagonal(n: int, device) -> torch.Tensor:
     return ~torch.eye(n, dtype=torch.bool, device=device)
 
 
+def _gaps(c: torch.Tensor, c_hat: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    """|cos(c_i, c_j) − cos(ĉ_i[:m], ĉ_j[:m])|, (S, L, N, N), and the frozen cosines."""
+    full = prefix_cosine(c, c, [c.shape[-1]])[:, 0]  # (S, N, N)
+    return (prefix_cosine(c_hat, c_hat, dims) - full[:, None]).abs(), full
+
+
 def pair_loss(c: torch.Tensor, c_hat: torch.Tensor, dims: list[int]) -> torch.Tensor:
-    """mean over pairs i ≠ j and widths m of |cos(c_i, c_j) − cos(ĉ_i[:m], ĉ_j[:m])|."""
-    full = prefix_cosine(c, c, [c.shape[1]])[0]
-    diff = (prefix_cosine(c_hat, c_hat, dims) - full).abs()  # (L, N, N)
-    return diff[:, _off_diagonal(len(c), c.device)].mean()
+    """mean over pairs i ≠ j and widths m of |cos(c_i, c_j) − cos(ĉ_i[:m], ĉ_j[:m])|, (S,)."""
+    diff, _ = _gaps(c, c_hat, dims)
+    return diff[:, :, _off_diagonal(c.shape[1], c.device)].mean(dim=(1, 2))
 
 
 def topk_loss(c: torch.Tensor, c_hat: torch.Tensor, dims: list[int], k: int) -> torch.Tensor:
     """`pair_loss` restricted to each item's k nearest neighbours in the original space."""
-    full = prefix_cosine(c, c, [c.shape[1]])[0]
-    k = min(k, len(c) - 1)
-    neighbours = full.masked_fill(~_off_diagonal(len(c), c.device), float("-inf")).topk(k).indices
-    rows = torch.arange(len(c), device=c.device)[:, None]
-    diff = (prefix_cosine(c_hat, c_hat, dims) - full).abs()  # (L, N, N)
-    return diff[:, rows, neighbours].mean()
+    diff, full = _gaps(c, c_hat, dims)
+    n = c.shape[1]
+    k = min(k, n - 1)
+    near = full.masked_fill(~_off_diagonal(n, c.device), float("-inf")).topk(k, dim=-1).indices
+    picked = torch.gather(diff, 3, near[:, None].expand(-1, len(dims), -1, -1))  # (S, L, N, k)
+    return picked.mean(dim=(1, 2, 3))
 
 
 def rec_loss(f_c: torch.Tensor) -> torch.Tensor:
-    return f_c.abs().mean()
+    return f_c.abs().mean(dim=(1, 2))
 
 
 def matryoshka_unsupervised(
     c: torch.Tensor, adaptor: Adaptor, dims: list[int], k: int, alpha: float, beta: float
 ) -> torch.Tensor:
-    """L_topk + α L_pair + β L_rec over the items `c` (queries and documents together)."""
+    """L_topk + α L_pair + β L_rec over the items `c` (queries and documents together), (S,)."""
     f_c = adaptor.f(c)
     c_hat = c + f_c
     return topk_loss(c, c_hat, dims, k) + alpha * pair_loss(c, c_hat, dims) + beta * rec_loss(f_c)
@@ -96,7 +101,7 @@ def matryoshka_unsupervised(
 def search_loss(
     q: torch.Tensor, d: torch.Tensor, adaptor: Adaptor, width: int, batch, rec_weight: float
 ) -> torch.Tensor:
-    """Search-Adaptor's loss for its width: L_rank(ĉ_q[:m], ĉ_d[:m]) + λ mean|f(c)|."""
+    """Search-Adaptor's loss for its width: L_rank(ĉ_q[:m], ĉ_d[:m]) + λ mean|f(c)|, (S,)."""
     fq, fd = adaptor.f(q), adaptor.f(d)
-    rank = losses.rank(q + fq, d + fd, [width], batch)[0]
-    return rank + rec_weight * rec_loss(torch.cat([fq, fd]))
+    rank = losses.rank(q + fq, d + fd, [width], batch)[:, 0]
+    return rank + rec_weight * rec_loss(torch.cat([fq, fd], dim=1))

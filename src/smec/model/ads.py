@@ -58,28 +58,34 @@ class Schedule:
 
 
 def budget_threshold(scores: torch.Tensor, k: int, tau: float, iters: int = 50) -> torch.Tensor:
-    """θ with Σ sigmoid((scores − θ)/τ) = k, by bisection (the sum falls as θ rises)."""
+    """θ per row of `scores` (S, n) with Σ sigmoid((scores − θ)/τ) = k, by bisection (the sum
+    falls as θ rises); shape (S, 1)."""
     with torch.no_grad():
-        lo = scores.min() - 20 * tau
-        hi = scores.max() + 20 * tau
+        lo = scores.min(dim=1, keepdim=True).values - 20 * tau
+        hi = scores.max(dim=1, keepdim=True).values + 20 * tau
         for _ in range(iters):
             mid = (lo + hi) / 2
-            if torch.sigmoid((scores - mid) / tau).sum() > k:
-                lo = mid
-            else:
-                hi = mid
+            above = torch.sigmoid((scores - mid) / tau).sum(dim=1, keepdim=True) > k
+            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
         return (lo + hi) / 2
 
 
-class ADSHead(nn.Module):
-    """An optional square map, then the selection of `keep` of its `width` outputs."""
+def gumbel(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:
+    """Gumbel(0, 1) noise, one row per member, each from that member's own generator."""
+    u = torch.stack([torch.rand(shape[1:], generator=g) for g in generators])
+    return -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-10)))
 
-    def __init__(self, width: int, keep: int, linear: nn.Linear | None):
+
+class ADSHead(nn.Module):
+    """An optional square map, then the selection of `keep` of its `width` outputs, for each
+    of S members (logits (S, width))."""
+
+    def __init__(self, width: int, keep: int, linear: nn.Module | None, n_members: int = 1):
         super().__init__()
         if not 0 < keep <= width or (linear is not None and linear.out_features != width):
             raise ValueError(f"ADS keeps {keep} of {width} outputs of a {linear} map")
         self.linear, self.keep = linear, keep
-        self.logits = nn.Parameter(torch.zeros(width))
+        self.logits = nn.Parameter(torch.zeros(n_members, width))
 
     @property
     def weight(self) -> torch.Tensor | None:
@@ -90,28 +96,31 @@ class ADSHead(nn.Module):
         return x if self.linear is None else self.linear(x)
 
     def mask(
-        self, schedule: Schedule, progress: float, generator: torch.Generator | None = None
+        self, schedule: Schedule, progress: float, generators: list[torch.Generator]
     ) -> torch.Tensor:
-        """One training step's mask: hard top-k forward, the budgeted soft gates backward;
-        once frozen, the top-k of the logits with no gradient."""
+        """One training step's masks (S, width): hard top-k forward, the budgeted soft gates
+        backward; once frozen, the top-k of the logits with no gradient."""
         if schedule.frozen(progress):
-            return torch.zeros_like(self.logits).scatter(0, self.indices(), 1.0)
-        u = torch.rand(self.logits.shape, generator=generator).to(self.logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-10)))
-        scores = self.logits + schedule.sigma(progress) * gumbel
+            return torch.zeros_like(self.logits).scatter(1, self.indices(), 1.0)
+        noise = gumbel(tuple(self.logits.shape), generators).to(self.logits.device)
+        scores = self.logits + schedule.sigma(progress) * noise
         tau = schedule.tau(progress)
         soft = torch.sigmoid((scores - budget_threshold(scores.detach(), self.keep, tau)) / tau)
-        hard = torch.zeros_like(soft).scatter(0, scores.detach().topk(self.keep).indices, 1.0)
+        hard = torch.zeros_like(soft).scatter(
+            1, scores.detach().topk(self.keep, dim=1).indices, 1.0
+        )
         return hard + (soft - soft.detach())  # exactly 0/1 forward, soft backward
 
     def indices(self) -> torch.Tensor:
-        """The kept coordinates at evaluation: the sorted top-k of the logits (ties: lowest
-        index first)."""
-        order = torch.sort(self.logits.detach(), descending=True, stable=True).indices
-        return torch.sort(order[: self.keep]).values
+        """The kept coordinates at evaluation, (S, keep): each member's sorted top-k of its
+        logits (ties: lowest index first)."""
+        order = torch.sort(self.logits.detach(), dim=1, descending=True, stable=True).indices
+        return torch.sort(order[:, : self.keep], dim=1).values
 
     def train_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.mapped(x) * mask
+        return self.mapped(x) * mask[:, None, :]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mapped(x)[:, self.indices()]
+        y = self.mapped(x)
+        idx = self.indices()
+        return torch.gather(y, 2, idx[:, None, :].expand(-1, y.shape[1], -1))

@@ -1,10 +1,11 @@
 """The three losses the paper compares, evaluated at every nested width at once.
 
 Each loss takes the compressed query and document embeddings of a batch of (query, relevant
-document) pairs, `q, d: (B, D)` (not normalised), the nested widths `dims`, and a
-:class:`Batch` with the relevance of every in-batch document to every in-batch query and the
-frozen full embeddings. It returns one loss per width, `(L,)`, where level l sees only the
-prefix `[:, :dims[l]]`. Negatives are the other documents of the batch.
+document) pairs for each of S members (:mod:`smec.model.heads`), `q, d: (S, B, D)` (not
+normalised), the nested widths `dims`, and a :class:`Batch` with the relevance of every
+in-batch document to every in-batch query and the frozen full embeddings, per member. It
+returns one loss per member and width, `(S, L)`, where level l sees only the prefix
+`[..., :dims[l]]`. Negatives are the other documents of the member's batch; members never mix.
 
 All widths share one masked matrix product (:func:`prefix_cosine`), so nesting adds elements,
 not operations: that keeps MRL's step close to the cost of a single loss.
@@ -21,38 +22,39 @@ import torch.nn.functional as F
 
 @dataclass
 class Batch:
-    rel: torch.Tensor  # (B, B): graded relevance of document c to query b (0 = not relevant)
-    q_full: torch.Tensor  # (B, D_in) frozen embeddings
-    d_full: torch.Tensor  # (B, D_in)
+    rel: torch.Tensor  # (S, B, B): graded relevance of document c to query b (0: not relevant)
+    q_full: torch.Tensor  # (S, B, D_in) frozen embeddings
+    d_full: torch.Tensor  # (S, B, D_in)
     temperature: float = 0.05  # ce
     rank_scale: float = 1.0  # rank: s in softplus(s · (s_bk - s_bj)); 1 is the paper's formula
 
     @cached_property
-    def positives(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(b, j) of every relevant in-batch pair, and gain[p, k] = max(y_bj - y_bk, 0)."""
-        b, j = torch.nonzero(self.rel > 0, as_tuple=True)
-        gain = (self.rel[b, j][:, None] - self.rel[b]).clamp(min=0)
-        return b, j, gain
+    def positives(self) -> tuple[torch.Tensor, ...]:
+        """(member, b, j) of every relevant in-batch pair, and gain[p, k] = max(y_bj − y_bk, 0)."""
+        m, b, j = torch.nonzero(self.rel > 0, as_tuple=True)
+        gain = (self.rel[m, b, j][:, None] - self.rel[m, b]).clamp(min=0)
+        return m, b, j, gain
 
     @cached_property
     def full_cosine(self) -> torch.Tensor:
-        """(2B, 2B) cosine similarities of the frozen embeddings of queries and documents."""
-        x = F.normalize(torch.cat([self.q_full, self.d_full]), dim=-1)
-        return x @ x.T
+        """(S, 2B, 2B) cosine similarities of the frozen embeddings of queries and documents."""
+        x = F.normalize(torch.cat([self.q_full, self.d_full], dim=1), dim=-1)
+        return x @ x.transpose(1, 2)
 
 
 def prefix_cosine(a: torch.Tensor, b: torch.Tensor, dims: list[int]) -> torch.Tensor:
-    """cos(a[:, :m], b[:, :m]) for every m in `dims`, shape (L, len(a), len(b)).
+    """cos(a[..., :m], b[..., :m]) for every m in `dims`: a (S, Na, D), b (S, Nb, D) ->
+    (S, L, Na, Nb).
 
     One batched product of masked copies of `a` with `b`; prefix norms from a cumulative sum.
     """
-    width = a.shape[1]
+    width = a.shape[-1]
     idx = torch.tensor(dims, device=a.device)
     mask = (torch.arange(width, device=a.device) < idx[:, None]).to(a.dtype)  # (L, D)
-    dots = (a[None] * mask[:, None, :]) @ b.T  # (L, Na, Nb)
-    na = a.square().cumsum(dim=1)[:, idx - 1].clamp_min(1e-24).sqrt()  # (Na, L)
-    nb = b.square().cumsum(dim=1)[:, idx - 1].clamp_min(1e-24).sqrt()  # (Nb, L)
-    return dots / (na.T[:, :, None] * nb.T[:, None, :])
+    dots = (a[:, None] * mask[None, :, None, :]) @ b.transpose(1, 2)[:, None]  # (S, L, Na, Nb)
+    na = a.square().cumsum(dim=-1)[..., idx - 1].clamp_min(1e-24).sqrt()  # (S, Na, L)
+    nb = b.square().cumsum(dim=-1)[..., idx - 1].clamp_min(1e-24).sqrt()  # (S, Nb, L)
+    return dots / (na.transpose(1, 2)[..., :, None] * nb.transpose(1, 2)[..., None, :])
 
 
 def rank(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch.Tensor:
@@ -65,10 +67,13 @@ def rank(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> tor
     at least sigmoid(-2) = 0.12 however well the batch is ranked; a larger σ lets the loss
     saturate as InfoNCE's 1/τ does.
     """
-    s = prefix_cosine(q, d, dims)  # (L, B, B)
-    b, j, gain = batch.positives
-    terms = gain * F.softplus(batch.rank_scale * (s[:, b, :] - s[:, b, j][..., None]))
-    return terms.sum(dim=(1, 2)) / (gain > 0).sum().clamp(min=1)
+    s = prefix_cosine(q, d, dims)  # (S, L, B, B)
+    m, b, j, gain = batch.positives
+    rows = s[m, :, b, :]  # (P, L, B): each positive's query row, at every width
+    terms = gain[:, None, :] * F.softplus(batch.rank_scale * (rows - s[m, :, b, j][..., None]))
+    total = s.new_zeros(len(s), len(dims)).index_add_(0, m, terms.sum(dim=2))
+    count = s.new_zeros(len(s)).index_add_(0, m, (gain > 0).sum(dim=1).to(s.dtype))
+    return total / count.clamp(min=1)[:, None]
 
 
 def ce(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch.Tensor:
@@ -77,12 +82,13 @@ def ce(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch
     L = -mean_b log( exp(s_bb / τ) / Σ_c exp(s_bc / τ) ), s = cosine; other in-batch documents
     that are also relevant to query b are left out of its denominator.
     """
-    n = len(q)
-    logits = prefix_cosine(q, d, dims) / batch.temperature
+    n_members, n = q.shape[:2]
+    logits = prefix_cosine(q, d, dims) / batch.temperature  # (S, L, B, B)
     eye = torch.eye(n, dtype=torch.bool, device=q.device)
-    logits = logits.masked_fill((batch.rel > 0) & ~eye, float("-inf"))
-    target = torch.arange(n, device=q.device).repeat(len(dims))
-    return F.cross_entropy(logits.reshape(-1, n), target, reduction="none").view(-1, n).mean(1)
+    logits = logits.masked_fill(((batch.rel > 0) & ~eye)[:, None], float("-inf"))
+    target = torch.arange(n, device=q.device).repeat(n_members * len(dims))
+    per_query = F.cross_entropy(logits.reshape(-1, n), target, reduction="none")
+    return per_query.view(n_members, len(dims), n).mean(2)
 
 
 def mse(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch.Tensor:
@@ -92,10 +98,10 @@ def mse(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torc
     Over all pairs a != b of the 2B embeddings of the batch (queries and documents together):
     L = mean (cos(z_a, z_b) - cos(x_a, x_b))^2, z compressed, x frozen full.
     """
-    z = torch.cat([q, d])
-    diff = prefix_cosine(z, z, dims) - batch.full_cosine
-    off = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
-    return diff[:, off].pow(2).mean(dim=1)
+    z = torch.cat([q, d], dim=1)
+    diff = prefix_cosine(z, z, dims) - batch.full_cosine[:, None]
+    off = ~torch.eye(z.shape[1], dtype=torch.bool, device=z.device)
+    return diff[:, :, off].pow(2).mean(dim=2)
 
 
 LOSSES = {"rank": rank, "ce": ce, "mse": mse}

@@ -11,7 +11,7 @@ from smec.model.losses import Batch
 
 
 class NestedLoss(nn.Module):
-    """L = Σ_m c_m · L(y[:, :m]) over the nested widths m, with y = head(x) computed once.
+    """L = Σ_m c_m · L(y[..., :m]) over the nested widths m, with y = head(x) computed once.
 
     MRL uses it with all target widths (`[192, 96]`): rows 0..95 of the head get gradient from
     both terms, rows 96..191 from one. An SMRL step uses it with its own width alone
@@ -35,4 +35,5 @@ class NestedLoss(nn.Module):
         return self.loss(q_out, d_out, self.dims, batch)
 
     def forward(self, q_out: torch.Tensor, d_out: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """One loss per member, (S,)."""
         return self.per_level(q_out, d_out, batch) @ self.weights.to(q_out.dtype)

@@ -82,26 +82,30 @@ class Similarities:
 
 
 def loss(z_batch: torch.Tensor, z_neighbours: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
-    """mean | cos(z_i, z_j) − cos(x_i, x_j) | over each item i and its neighbours j.
+    """mean | cos(z_i, z_j) − cos(x_i, x_j) | over each item i and its neighbours j, per member.
 
-    Shapes: z_batch (B, d), z_neighbours (B, K, d), frozen (B, K) the frozen-space cosines.
+    Shapes: z_batch (S, B, d), z_neighbours (S, B, K, d), frozen (S, B, K) the frozen-space
+    cosines; returns (S,).
     """
-    z = torch.einsum("bd,bkd->bk", F.normalize(z_batch, dim=-1), F.normalize(z_neighbours, dim=-1))
-    return (z - frozen).abs().mean()
+    zb, zn = F.normalize(z_batch, dim=-1), F.normalize(z_neighbours, dim=-1)
+    return (torch.einsum("sbd,sbkd->sbk", zb, zn) - frozen).abs().mean(dim=(1, 2))
 
 
 class CrossBatchTerm:
-    """λ · L_sxbm of a batch against the memory of past training items: what SMEC and SMRL +
-    S-XBM add to their step's loss. `tables` holds the step's frozen inputs (queries then
-    documents), the frozen full embeddings L2-normalised, `n_queries` and the `universe` of
-    training items (:class:`smec.model.methods.base.Tables`)."""
+    """λ · L_sxbm of a batch against the memory of past training items, per member: what SMEC
+    and SMRL + S-XBM add to their step's loss. `tables` holds the step's frozen inputs (queries
+    then documents, shared or per member), the frozen full embeddings L2-normalised,
+    `n_queries` and the `universe` of training items
+    (:class:`smec.model.methods.base.Tables`). Each member keeps its own memory (its batches
+    come in its own order)."""
 
-    def __init__(self, tables, opts: Methods):
+    def __init__(self, tables, opts: Methods, n_members: int):
         self.inputs, self.n_queries = tables.inputs, tables.n_queries
         self.sims = Similarities(tables.full, tables.universe)
-        self.memory = Memory(min(opts.xbm_capacity, len(tables.universe)), self.inputs.device)
+        capacity = min(opts.xbm_capacity, len(tables.universe))
+        self.memories = [Memory(capacity, self.inputs.device) for _ in range(n_members)]
         self.k, self.weight = opts.xbm_k, opts.xbm_weight
-        self.active_steps = 0  # steps in which the term counted (a diagnostic)
+        self.active_steps = 0  # steps in which the term counted for every member (a diagnostic)
 
     def __call__(
         self,
@@ -110,25 +114,35 @@ class CrossBatchTerm:
         qi: torch.Tensor,
         di: torch.Tensor,
     ) -> torch.Tensor:
-        """The term for the batch's queries `qi` and documents `di`, whose current compressed
-        embeddings are `z_batch` (queries then documents); `embed` compresses the memory's
-        frozen inputs with the current module (without gradient: the memory side is a
-        constant). Then the batch enters the memory."""
-        ids = torch.cat([qi, di + self.n_queries])  # rows of the joint frozen table
-        term = z_batch.new_zeros(())
-        if len(self.memory) > self.k:
-            near, frozen = self.memory.neighbours(self.sims(ids, self.memory.ids), ids, self.k)
+        """The term, (S,), for the members' batches of queries `qi` and documents `di` (S, B),
+        whose current compressed embeddings are `z_batch` (S, 2B, d), queries then documents;
+        `embed` compresses (S, M, D) frozen inputs with the current module, without gradient:
+        the memory side is a constant. Then each batch enters its member's memory."""
+        ids = torch.cat([qi, di + self.n_queries], dim=1)  # rows of the joint frozen table
+        term = z_batch.new_zeros(len(ids))
+        if all(len(m) > self.k for m in self.memories):
+            found = [
+                m.neighbours(self.sims(row, m.ids), row, self.k)
+                for m, row in zip(self.memories, ids, strict=True)
+            ]
+            near = torch.stack([n for n, _ in found])  # (S, 2B, K)
+            frozen = torch.stack([f for _, f in found])
+            inputs = self.inputs.expand(len(ids), *self.inputs.shape[-2:])
             with torch.no_grad():
-                uniq, inverse = torch.unique(near, return_inverse=True)
-                z_near = embed(self.inputs[uniq])[inverse]
+                rows = torch.gather(
+                    inputs, 1, near.flatten(1)[..., None].expand(-1, -1, inputs.shape[-1])
+                )
+                z_near = embed(rows).view(*near.shape, -1)
             term = self.weight * loss(z_batch, z_near, frozen)
             self.active_steps += 1
-        self.memory.push(ids)
+        for memory, row in zip(self.memories, ids, strict=True):
+            memory.push(row)
         return term
 
     def state(self) -> dict:
-        return {"memory": self.memory.ids.cpu(), "active_steps": self.active_steps}
+        return {"memories": [m.ids.cpu() for m in self.memories], "active": self.active_steps}
 
     def load_state(self, state: dict) -> None:
-        self.memory.ids = state["memory"].to(self.memory.ids.device)
-        self.active_steps = state["active_steps"]
+        for memory, ids in zip(self.memories, state["memories"], strict=True):
+            memory.ids = ids.to(memory.ids.device)
+        self.active_steps = state["active"]

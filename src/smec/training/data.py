@@ -25,8 +25,9 @@ class TrainData:
     corpus_ids: list[str]
 
     def relevance(self, qi: torch.Tensor, di: torch.Tensor) -> torch.Tensor:
-        """(B, B) graded relevance of in-batch document c to in-batch query b."""
-        key = qi[:, None] * len(self.c) + di[None, :]
+        """(S, B, B) graded relevance of in-batch document c to in-batch query b, for each
+        member's batch (qi, di: (S, B))."""
+        key = qi[..., :, None] * len(self.c) + di[..., None, :]
         pos = torch.searchsorted(self.keys, key).clamp(max=len(self.keys) - 1)
         return torch.where(self.keys[pos] == key, self.key_scores[pos], 0.0)
 
@@ -65,3 +66,10 @@ def batches(n_pairs: int, batch_size: int, seed: int, head: int, epoch: int):
 def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
     full, rest = divmod(n_pairs, batch_size)
     return full + (rest >= 2)
+
+
+def member_batches(n_pairs: int, batch_size: int, seeds: list[int], head: int, epoch: int):
+    """Each optimiser step's batch of every member, (S, B): member s draws its own order from
+    its seed (:func:`batches`); all members have the same number and sizes of batches."""
+    per_member = [batches(n_pairs, batch_size, seed, head, epoch) for seed in seeds]
+    return [torch.stack(step) for step in zip(*per_member, strict=True)]

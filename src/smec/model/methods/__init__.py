@@ -58,14 +58,15 @@ def learned(name: str) -> Method:
 
 
 def restore(meta: dict, states: list[dict]) -> list:
-    """A method's trained modules from `artifacts.read_modules`, in evaluation mode (`meta`:
-    `method`, `dims`, `in_dim`, and the `bias` and `methods` options they were built with)."""
+    """A method's trained modules (one member) from `artifacts.read_modules`, in evaluation
+    mode (`meta`: `method`, `dims`, `in_dim`, and the `bias` and `methods` options they were
+    built with)."""
     method = learned(meta["method"])
     cfg = Train(method_dims=meta["dims"], bias=meta.get("bias", False))
     opts = Methods(**meta.get("methods", {}))
     modules = []
     for spec, state in zip(method.plan(cfg, meta["in_dim"]), states, strict=True):
-        module = method.build(spec, cfg, opts)
+        module = method.build(spec, cfg, opts, [0])
         module.load_state_dict(state)
         modules.append(module.requires_grad_(False).eval())
     return modules

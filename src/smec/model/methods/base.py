@@ -49,39 +49,43 @@ class StepSpec:
 
 @dataclass
 class Context:
-    """What a step's loss needs beyond the batch: where training is, and which rows."""
+    """What a step's loss needs beyond the batch: where training is, and which rows, for each
+    of the S members being trained together."""
 
     progress: float  # fraction of the step's optimiser steps done before this one, in [0, 1)
-    generator: torch.Generator  # this epoch's draws (Gumbel noise)
-    qi: torch.Tensor  # the batch's query rows
-    di: torch.Tensor  # the batch's document rows
+    generators: list[torch.Generator]  # this epoch's draws (Gumbel noise), one per member
+    qi: torch.Tensor  # (S, B) each member's batch of query rows
+    di: torch.Tensor  # (S, B) its document rows
 
 
 @dataclass(frozen=True)
 class Tables:
     """The frozen tables a step's objective may read beyond its batch: `inputs` (queries then
-    documents as the step sees them), `full` (the same, frozen full and L2-normalised),
-    `n_queries`, and `universe` (the rows of the training items)."""
+    documents as the step sees them, (S, N, D) per member or (N, D) shared), `full` (the same,
+    frozen full and L2-normalised), `n_queries`, `universe` (the rows of the training items),
+    and `members`, the S members trained together."""
 
     inputs: torch.Tensor
     full: torch.Tensor
     n_queries: int
     universe: torch.Tensor
+    members: int = 1
 
 
 class Objective:
-    """A step's training loss for one batch; `module` is the step being trained. An objective
-    with state of its own (a memory, a record of its masks) saves it with the checkpoint, and
-    may report diagnostics per epoch and, once the step ends, per epoch again."""
+    """A step's training loss for one batch of each member, (S,); `module` is the step being
+    trained (S members). An objective with state of its own (a memory, a record of its masks)
+    saves it with the checkpoint, and may report diagnostics per epoch and, once the step ends,
+    per epoch again: each as {name: one value per member}."""
 
     def __call__(self, module, zq, zd, batch: Batch, ctx: Context) -> torch.Tensor:
         raise NotImplementedError
 
-    def end_epoch(self, module) -> dict[str, float]:
+    def end_epoch(self, module) -> dict[str, list[float]]:
         """Diagnostics of the epoch just trained (MLflow metrics, history columns)."""
         return {}
 
-    def end_step(self, module) -> list[dict[str, float]]:
+    def end_step(self, module) -> list[dict[str, list[float]]]:
         """Diagnostics of each epoch of the step, known only once it ends."""
         return []
 
@@ -107,9 +111,15 @@ def nested_loss(spec: StepSpec, cfg: Train) -> NestedLoss:
     return NestedLoss(LOSSES[cfg.loss], spec.levels, spec.weights)
 
 
-def module_seed(spec: StepSpec, cfg: Train) -> int:
-    """The seed of a step's initial weights."""
-    return cfg.seed * 100 + spec.index
+def module_seeds(spec: StepSpec, seeds: list[int]) -> list[int]:
+    """The seed of each member's initial weights for this step (member seeds `seeds`)."""
+    return [seed * 100 + spec.index for seed in seeds]
+
+
+def n_members(module: nn.Module) -> int:
+    """How many members a trained module holds."""
+    weight = getattr(module, "weight", None)
+    return (weight if weight is not None else module.logits).shape[0]
 
 
 class Method:
@@ -125,9 +135,9 @@ class Method:
         """The steps for the nested widths `cfg.method_dims`."""
         raise NotImplementedError
 
-    def build(self, spec: StepSpec, cfg: Train, opts: Methods) -> nn.Module:
-        """A fresh module for `spec`: it starts as `cfg.init` says (`identity`: the frozen
-        embedding, truncated; `random`: drawn from the seed)."""
+    def build(self, spec: StepSpec, cfg: Train, opts: Methods, seeds: list[int]) -> nn.Module:
+        """A fresh module for `spec` with one member per seed: it starts as `cfg.init` says
+        (`identity`: the frozen embedding, truncated; `random`: drawn from the seed)."""
         raise NotImplementedError
 
     def lr_overrides(self, opts: Methods) -> dict[str, float]:
@@ -139,12 +149,12 @@ class Method:
         raise NotImplementedError
 
     def embed_at(self, modules: list[nn.Module], dims: list[int], x: torch.Tensor, d: int):
-        """The width-d embedding of `x` by the trained modules."""
+        """The width-d embedding of `x` (N, D) by each member of the trained modules, (S, N, d)."""
         raise NotImplementedError
 
     def linear_maps(self, modules: list[nn.Module], dims: list[int], d: int) -> list[torch.Tensor]:
-        """The matrices whose product, applied in order to the frozen embedding, gives the
-        width-d embedding (what an exported model computes)."""
+        """The matrices, (S, out, in) each, whose product, applied in order to the frozen
+        embedding, gives each member's width-d embedding (what an exported model computes)."""
         raise NotImplementedError
 
 
@@ -176,17 +186,20 @@ class Chained(Method):
 
     @torch.no_grad()
     def embed_at(self, modules, dims, x, d):
-        return heads.apply_chain(modules[: width_index(dims, d) + 1], x)
+        return heads.apply_chain(modules[: width_index(dims, d) + 1], x, n_members(modules[0]))
 
     @torch.no_grad()
     def linear_maps(self, modules, dims, d):
         maps = []
         for module in modules[: width_index(dims, d) + 1]:
-            rows = module.indices() if hasattr(module, "indices") else slice(None)
             weight = module.weight
             if weight is None:  # a selection without a map: rows of the identity
-                weight = torch.eye(len(module.logits), device=module.logits.device)
-            maps.append(weight[rows].clone())
+                n, width = module.logits.shape
+                weight = torch.eye(width, device=module.logits.device).expand(n, -1, -1)
+            if hasattr(module, "indices"):  # the kept rows of each member's map
+                idx = module.indices()
+                weight = torch.gather(weight, 1, idx[..., None].expand(-1, -1, weight.shape[2]))
+            maps.append(weight.clone())
         return maps
 
 

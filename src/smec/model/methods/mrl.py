@@ -11,7 +11,8 @@ from smec.model.methods.base import (
     NestedObjective,
     StepSpec,
     Style,
-    module_seed,
+    module_seeds,
+    n_members,
     nested_loss,
     width_index,
 )
@@ -39,9 +40,9 @@ class MRL(Method):
             )
         ]
 
-    def build(self, spec, cfg, opts):
+    def build(self, spec, cfg, opts, seeds):
         return heads.make_head(
-            spec.in_dim, spec.out_dim, cfg.bias, cfg.init, module_seed(spec, cfg)
+            spec.in_dim, spec.out_dim, cfg.bias, cfg.init, module_seeds(spec, seeds)
         )
 
     def objective(self, spec, cfg, opts, tables):
@@ -50,9 +51,9 @@ class MRL(Method):
     @torch.no_grad()
     def embed_at(self, modules, dims, x, d):
         width_index(dims, d)
-        return modules[0](x)[:, :d]
+        return modules[0](heads.members(x, n_members(modules[0])))[..., :d]
 
     @torch.no_grad()
     def linear_maps(self, modules, dims, d):
         width_index(dims, d)
-        return [modules[0].weight[:d].clone()]
+        return [modules[0].weight[:, :d].clone()]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from smec.model import adaptors
+from smec.model import adaptors, heads
 from smec.model.methods.base import (
     Method,
     Objective,
     StepSpec,
     Style,
-    module_seed,
+    module_seeds,
+    n_members,
     nested_loss,
     width_index,
 )
@@ -28,7 +29,7 @@ class MatryoshkaAdaptorObjective(Objective):
 
     def __call__(self, module, zq, zd, batch, ctx):
         o = self.opts
-        items = torch.cat([zq, zd])
+        items = torch.cat([zq, zd], dim=1)
         total = adaptors.matryoshka_unsupervised(
             items, module, self.dims, k=o.adaptor_topk, alpha=o.adaptor_alpha, beta=o.adaptor_beta
         )
@@ -59,8 +60,8 @@ class MatryoshkaAdaptor(Method):
             )
         ]
 
-    def build(self, spec, cfg, opts):
-        return adaptors.Adaptor(spec.in_dim, cfg.init, module_seed(spec, cfg))
+    def build(self, spec, cfg, opts, seeds):
+        return adaptors.Adaptor(spec.in_dim, cfg.init, module_seeds(spec, seeds))
 
     def objective(self, spec, cfg, opts, tables):
         return MatryoshkaAdaptorObjective(nested_loss(spec, cfg), spec.levels, opts)
@@ -68,9 +69,9 @@ class MatryoshkaAdaptor(Method):
     @torch.no_grad()
     def embed_at(self, modules, dims, x, d):
         width_index(dims, d)
-        return modules[0](x)[:, :d]
+        return modules[0](heads.members(x, n_members(modules[0])))[..., :d]
 
     @torch.no_grad()
     def linear_maps(self, modules, dims, d):
         width_index(dims, d)
-        return [adaptors.as_matrix(modules[0])[:d].clone()]
+        return [adaptors.as_matrix(modules[0])[:, :d].clone()]

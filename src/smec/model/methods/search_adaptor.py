@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from smec.model import adaptors
+from smec.model import adaptors, heads
 from smec.model.methods.base import (
     Method,
     Objective,
     StepSpec,
     Style,
-    module_seed,
+    module_seeds,
+    n_members,
     width_index,
 )
 from smec.params import Methods
@@ -47,16 +48,17 @@ class SearchAdaptor(Method):
             for t, d in enumerate(cfg.method_dims, 1)
         ]
 
-    def build(self, spec, cfg, opts):
-        return adaptors.Adaptor(spec.in_dim, cfg.init, module_seed(spec, cfg))
+    def build(self, spec, cfg, opts, seeds):
+        return adaptors.Adaptor(spec.in_dim, cfg.init, module_seeds(spec, seeds))
 
     def objective(self, spec, cfg, opts, tables):
         return SearchAdaptorObjective(spec.levels[0], opts)
 
     @torch.no_grad()
     def embed_at(self, modules, dims, x, d):
-        return modules[width_index(dims, d)](x)[:, :d]
+        module = modules[width_index(dims, d)]
+        return module(heads.members(x, n_members(module)))[..., :d]
 
     @torch.no_grad()
     def linear_maps(self, modules, dims, d):
-        return [adaptors.as_matrix(modules[width_index(dims, d)])[:d].clone()]
+        return [adaptors.as_matrix(modules[width_index(dims, d)])[:, :d].clone()]

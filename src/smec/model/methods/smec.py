@@ -7,7 +7,7 @@ import torch
 
 from smec.model import xbm
 from smec.model.methods.base import Style, Tables
-from smec.model.methods.smrl_ads import SMRLADS, ADSObjective
+from smec.model.methods.smrl_ads import SMRLADS, ADSObjective, gather_columns, kept
 from smec.model.nesting import NestedLoss
 from smec.params import Methods
 
@@ -18,16 +18,18 @@ class SXBMObjective(ADSObjective):
 
     def __init__(self, loss: NestedLoss, opts: Methods, tables: Tables, pair=None):
         super().__init__(loss, opts, pair)
-        self.term = xbm.CrossBatchTerm(tables, opts)
+        self.term = xbm.CrossBatchTerm(tables, opts, tables.members)
 
     def __call__(self, module, zq, zd, batch, ctx):
         total, mask, yq, yd = self.step_loss(module, zq, zd, batch, ctx)
-        kept = mask.detach().nonzero().squeeze(1)
-        z_batch = torch.cat([yq, yd])[:, kept]
-        return total + self.term(z_batch, lambda x: module.mapped(x)[:, kept], ctx.qi, ctx.di)
+        columns = kept(mask)
+        z_batch = gather_columns(torch.cat([yq, yd], dim=1), columns)
+        memory_side = lambda x: gather_columns(module.mapped(x), columns)  # noqa: E731
+        return total + self.term(z_batch, memory_side, ctx.qi, ctx.di)
 
     def end_epoch(self, module):
-        return super().end_epoch(module) | {"sxbm_active_steps": float(self.term.active_steps)}
+        active = [float(self.term.active_steps)] * len(module.logits)
+        return super().end_epoch(module) | {"sxbm_active_steps": active}
 
     def state(self):
         return super().state() | {"term": self.term.state()}

@@ -5,7 +5,7 @@ embedding is the chain up to d."""
 from __future__ import annotations
 
 from smec.model import heads
-from smec.model.methods.base import Chained, NestedObjective, Style, module_seed, nested_loss
+from smec.model.methods.base import Chained, NestedObjective, Style, module_seeds, nested_loss
 
 
 class SMRL(Chained):
@@ -14,9 +14,9 @@ class SMRL(Chained):
     style = Style("#1f5fa8", "s")
     distributable = True
 
-    def build(self, spec, cfg, opts):
+    def build(self, spec, cfg, opts, seeds):
         return heads.make_head(
-            spec.in_dim, spec.out_dim, cfg.bias, cfg.init, module_seed(spec, cfg)
+            spec.in_dim, spec.out_dim, cfg.bias, cfg.init, module_seeds(spec, seeds)
         )
 
     def objective(self, spec, cfg, opts, tables):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from smec.model import ads, heads
-from smec.model.methods.base import Chained, Objective, Style, module_seed, nested_loss
+from smec.model.methods.base import Chained, Objective, Style, module_seeds, nested_loss
 from smec.model.nesting import NestedLoss
 from smec.params import Methods
 
@@ -27,9 +27,22 @@ def schedule(opts: Methods) -> ads.Schedule:
     )
 
 
-def overlap(masks: torch.Tensor, indices: torch.Tensor) -> float:
-    """The mean share of `indices` among each mask's kept coordinates (masks: steps × n)."""
-    return float(masks[:, indices].float().sum(1).mean() / len(indices))
+def overlap(masks: torch.Tensor, indices: torch.Tensor) -> list[float]:
+    """Per member, the mean share of its `indices` (S, k) among the coordinates each of its
+    masks keeps (masks: steps × S × n)."""
+    picked = torch.gather(masks, 2, indices[None].expand(len(masks), -1, -1).to(masks.device))
+    return (picked.float().sum(2).mean(0) / indices.shape[1]).tolist()
+
+
+def kept(mask: torch.Tensor) -> torch.Tensor:
+    """(S, k): each member's kept coordinates in this step's mask, in coordinate order."""
+    hard = mask.detach() > 0.5
+    return hard.nonzero()[:, 1].view(len(hard), -1)
+
+
+def gather_columns(y: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """y (S, N, n) at each member's columns (S, k): (S, N, k)."""
+    return torch.gather(y, 2, columns[:, None, :].expand(-1, y.shape[1], -1))
 
 
 class ADSObjective(Objective):
@@ -42,8 +55,8 @@ class ADSObjective(Objective):
         self.progress = 0.0
 
     def masked(self, module, zq, zd, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """This step's mask, and the masked outputs of the batch's queries and documents."""
-        mask = module.mask(self.schedule, ctx.progress, ctx.generator)
+        """This step's masks, and the masked outputs of the batch's queries and documents."""
+        mask = module.mask(self.schedule, ctx.progress, ctx.generators)
         self.masks.append(mask.detach() > 0.5)
         self.progress = ctx.progress
         return mask, module.train_forward(zq, mask), module.train_forward(zd, mask)
@@ -60,18 +73,19 @@ class ADSObjective(Objective):
     def __call__(self, module, zq, zd, batch, ctx):
         return self.step_loss(module, zq, zd, batch, ctx)[0]
 
-    def end_epoch(self, module) -> dict[str, float]:
-        masks = torch.stack(self.masks)
+    def end_epoch(self, module) -> dict[str, list[float]]:
+        masks = torch.stack(self.masks)  # (steps, S, n)
         self.epochs.append(masks.cpu())
         self.masks = []
+        n = masks.shape[1]
         return {
-            "ads_tau": self.schedule.tau(self.progress),
-            "ads_sigma": self.schedule.sigma(self.progress),
-            "ads_logit_std": float(module.logits.detach().std()),
+            "ads_tau": [self.schedule.tau(self.progress)] * n,
+            "ads_sigma": [self.schedule.sigma(self.progress)] * n,
+            "ads_logit_std": module.logits.detach().std(dim=1).tolist(),
             "ads_mask_overlap": overlap(masks, module.indices()),
         }
 
-    def end_step(self, module) -> list[dict[str, float]]:
+    def end_step(self, module) -> list[dict[str, list[float]]]:
         final = module.indices().cpu()
         return [{"ads_overlap_final": overlap(masks, final)} for masks in self.epochs]
 
@@ -92,12 +106,12 @@ class SMRLADS(Chained):
         # others are zero, so the cosines are those of the kept ones)
         return [in_dim]
 
-    def build(self, spec, cfg, opts):
+    def build(self, spec, cfg, opts, seeds):
         square = None
         if opts.ads_map == "square":
-            seed = module_seed(spec, cfg)
-            square = heads.make_head(spec.in_dim, spec.in_dim, cfg.bias, cfg.init, seed)
-        return ads.ADSHead(spec.in_dim, spec.out_dim, square)
+            member_seeds = module_seeds(spec, seeds)
+            square = heads.make_head(spec.in_dim, spec.in_dim, cfg.bias, cfg.init, member_seeds)
+        return ads.ADSHead(spec.in_dim, spec.out_dim, square, len(seeds))
 
     def objective(self, spec, cfg, opts, tables):
         pair = None

@@ -15,14 +15,15 @@ from smec.params import Methods
 class NestedSXBMObjective(NestedObjective):
     def __init__(self, loss: NestedLoss, opts: Methods, tables: Tables):
         super().__init__(loss)
-        self.term = xbm.CrossBatchTerm(tables, opts)
+        self.term = xbm.CrossBatchTerm(tables, opts, tables.members)
 
     def __call__(self, module, zq, zd, batch, ctx):
         yq, yd = module(zq), module(zd)
-        return self.loss(yq, yd, batch) + self.term(torch.cat([yq, yd]), module, ctx.qi, ctx.di)
+        term = self.term(torch.cat([yq, yd], dim=1), module, ctx.qi, ctx.di)
+        return self.loss(yq, yd, batch) + term
 
     def end_epoch(self, module):
-        return {"sxbm_active_steps": float(self.term.active_steps)}
+        return {"sxbm_active_steps": [float(self.term.active_steps)] * module.weight.shape[0]}
 
     def state(self):
         return {"term": self.term.state()}
