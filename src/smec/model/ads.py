@@ -30,7 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 
@@ -58,16 +60,17 @@ class Schedule:
 
 
 def budget_threshold(scores: torch.Tensor, k: int, tau: float, iters: int = 50) -> torch.Tensor:
-    """θ per row of `scores` (S, n) with Σ sigmoid((scores − θ)/τ) = k, by bisection (the sum
-    falls as θ rises); shape (S, 1)."""
-    with torch.no_grad():
-        lo = scores.min(dim=1, keepdim=True).values - 20 * tau
-        hi = scores.max(dim=1, keepdim=True).values + 20 * tau
-        for _ in range(iters):
-            mid = (lo + hi) / 2
-            above = torch.sigmoid((scores - mid) / tau).sum(dim=1, keepdim=True) > k
-            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
-        return (lo + hi) / 2
+    """θ per row of `scores` (S, n) with Σ sigmoid((scores − θ)/τ) = k, shape (S, 1), by
+    bisection (the sum falls as θ rises), in float64 on the host: fifty steps of a few numpy
+    operations on (S, n) cost far less than fifty rounds of torch calls."""
+    s = scores.detach().double().cpu().numpy()
+    lo = s.min(axis=1, keepdims=True) - 20 * tau
+    hi = s.max(axis=1, keepdims=True) + 20 * tau
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        above = expit((s - mid) / tau).sum(axis=1, keepdims=True) > k
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return torch.from_numpy((lo + hi) / 2).to(scores.dtype).to(scores.device)
 
 
 def gumbel(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:

@@ -127,17 +127,24 @@ class CrossBatchTerm:
             ]
             near = torch.stack([n for n, _ in found])  # (S, 2B, K)
             frozen = torch.stack([f for _, f in found])
-            inputs = self.inputs.expand(len(ids), *self.inputs.shape[-2:])
             with torch.no_grad():
-                rows = torch.gather(
-                    inputs, 1, near.flatten(1)[..., None].expand(-1, -1, inputs.shape[-1])
-                )
-                z_near = embed(rows).view(*near.shape, -1)
+                z_near = self._embed_neighbours(near, embed)
             term = self.weight * loss(z_batch, z_near, frozen)
             self.active_steps += 1
         for memory, row in zip(self.memories, ids, strict=True):
             memory.push(row)
         return term
+
+    def _embed_neighbours(self, near: torch.Tensor, embed) -> torch.Tensor:
+        """(S, 2B, K, d): each member's neighbours through the current module, each distinct
+        item computed once (members padded to the same count with their first item)."""
+        uniq = [torch.unique(n, return_inverse=True) for n in near]
+        width = max(len(u) for u, _ in uniq)
+        ids = torch.stack([torch.cat([u, u[:1].expand(width - len(u))]) for u, _ in uniq])
+        inputs = self.inputs.expand(len(near), *self.inputs.shape[-2:])
+        rows = torch.gather(inputs, 1, ids[..., None].expand(-1, -1, inputs.shape[-1]))
+        z = embed(rows)  # (S, width, d)
+        return torch.stack([z[s][inverse] for s, (_, inverse) in enumerate(uniq)])
 
     def state(self) -> dict:
         return {"memories": [m.ids.cpu() for m in self.memories], "active": self.active_steps}

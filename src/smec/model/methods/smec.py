@@ -24,8 +24,7 @@ class SXBMObjective(ADSObjective):
         total, mask, yq, yd = self.step_loss(module, zq, zd, batch, ctx)
         columns = kept(mask)
         z_batch = gather_columns(torch.cat([yq, yd], dim=1), columns)
-        memory_side = lambda x: gather_columns(module.mapped(x), columns)  # noqa: E731
-        return total + self.term(z_batch, memory_side, ctx.qi, ctx.di)
+        return total + self.term(z_batch, kept_map(module, columns), ctx.qi, ctx.di)
 
     def end_epoch(self, module):
         active = [float(self.term.active_steps)] * len(module.logits)
@@ -37,6 +36,20 @@ class SXBMObjective(ADSObjective):
     def load_state(self, state):
         super().load_state(state)
         self.term.load_state(state["term"])
+
+
+def kept_map(module, columns: torch.Tensor):
+    """x (S, M, n) -> the module's outputs on each member's kept `columns` (S, k), computed
+    from those rows of its map only (a selection without a map: the columns themselves)."""
+    linear = module.linear
+    if linear is None:
+        return lambda x: gather_columns(x, columns)
+    n = linear.weight.shape[2]
+    weight = torch.gather(linear.weight, 1, columns[..., None].expand(-1, -1, n))  # (S, k, n)
+    bias = None if linear.bias is None else torch.gather(linear.bias, 1, columns)
+    if bias is None:
+        return lambda x: torch.bmm(x, weight.transpose(1, 2))
+    return lambda x: torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))
 
 
 class SMEC(SMRLADS):
