@@ -48,6 +48,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
     trained = pd.concat([artifacts.read_parquet(s) for s in args.scores], ignore_index=True)
     untrained = baselines(inputs.read(args), p.compare.dims, resolve(p.evaluate.device))
     scores = pd.concat([trained, untrained])
