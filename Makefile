@@ -49,7 +49,7 @@ lint: $(STAMP)
 # Runs in a throwaway clone so the workspace's outputs and params.yaml stay untouched.
 CI_SET := -S 'data.corpus_limit=1500' -S 'encoder.max_seq_length=128' \
           -S 'train.epochs=12' -S 'render.epochs=[0,5,10]' -S 'sweep.seeds=3' -S 'law.seeds=3' \
-          -S 'compare.seeds=1' -S 'compare.epochs=4'
+          -S 'compare.seeds=1' -S 'compare.epochs=4' -S 'compare.inits=[identity]'
 ifndef CI_DIR
 CI_DIR := $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)
 endif

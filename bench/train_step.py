@@ -92,9 +92,9 @@ def run_step(name: str, cfg: Train, data: TrainData, epochs: list[list[torch.Ten
     """The first step of method `name` exactly as the pipeline trains it (recorder included)."""
     job = loop.Job(methods.get(name), cfg.model_copy(update={"method_dims": [192, 96, 48]}))
     spec = job.method.plan(job.cfg, 384)[0]
-    trainer = loop.StepTrainer.build(job, spec, job.method.build(spec, job.cfg), [], data)
+    trainer = loop.StepTrainer.build(job, spec, job.method.build(spec, job.cfg, job.opts), [], data)
     for e, batch_idx in enumerate(epochs):
-        trainer.epoch(batch_idx, e / len(epochs), torch.Generator().manual_seed(e))
+        trainer.epoch(batch_idx, (e, len(epochs)), torch.Generator().manual_seed(e))
         trainer.recorder.end_epoch(e)
 
 
@@ -122,7 +122,7 @@ def run_once(config: str, cfg: Train, data: TrainData, epochs: list[list[torch.T
     )
     gen = torch.Generator()
     for e, batch_idx in enumerate(epochs):
-        trainer.epoch(batch_idx, e / len(epochs), gen)
+        trainer.epoch(batch_idx, (e, len(epochs)), gen)
         if recorder is not None:
             recorder.end_epoch(e)
 

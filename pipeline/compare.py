@@ -6,13 +6,18 @@ selection: each module keeps the weights of its epoch with the best held-out nDC
 the widths it serves), recorded in `--selection`. The chain goes one level deeper than the seed
 figure: `compare.dims` (192, 96, 48).
 
-Writes, per seed, width and test query, nDCG@10, Recall@100 and MRR@10 (`--scores`); the
-per-epoch gradient statistics of the method's first module (`--stats`; for an ADS head, over
-the rows it keeps); the selection; and the modules of seed 0 (`--modules`) with the MLflow
-run that trained them (`--run-json`). A stopped comparison resumes: every training keeps its
-checkpoint until the whole method is done.
+Every trained module starts as each of `compare.inits` says (`identity`: the frozen embedding,
+truncated, for heads and ADS maps, a zero residual for adaptors; `random`: drawn from the seed),
+the first start being the headline and the others its ablation.
+
+Writes, per start, seed, width and test query, nDCG@10, Recall@100 and MRR@10 (`--scores`); the
+per-epoch gradient statistics of the method's first module with its step's diagnostics
+(`--stats`; for an ADS head, over the rows it keeps); the selection; and the modules of the
+headline start's seed 0 (`--modules`) with the MLflow run that trained them (`--run-json`). A
+stopped comparison resumes: every training keeps its checkpoint until the whole method is done.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
@@ -25,7 +30,7 @@ from smec.infra.cli import main, parser
 from smec.infra.device import resolve
 from smec.measure import gradstats, retrieval
 from smec.model import methods
-from smec.model.methods.base import Method
+from smec.model.methods.base import Method, StepSpec
 from smec.params import Train
 from smec.training import data as training_data
 from smec.training import loop
@@ -36,31 +41,82 @@ SCRIPT = Path(__file__).resolve()
 OUTPUTS = ("scores", "stats", "selection", "modules", "run-json")
 
 
-def first_module_stats(result: loop.Result, method: Method, dims: list[int]) -> pd.DataFrame:
-    """The seed figure's statistics of the first trained module: for an ADS head over the rows
-    it keeps (the first half of them against the second), else over its output rows."""
+def first_module_stats(result: loop.Result, spec: StepSpec, dims: list[int]) -> pd.DataFrame:
+    """Per epoch, the seed figure's statistics of the first trained module (for an ADS head
+    over the rows it keeps, the first half of them against the second, each in the steps it
+    was kept; an adaptor's over the rows a loss reaches), beside its step's diagnostics."""
+    history = result.history[result.history["head"] == 1]
+    diagnostics = history[["epoch", *(c for c in history if c.startswith(("ads_", "sxbm_")))]]
     record = result.record[result.record["head"] == 1]
-    module = result.modules[0]
+    if record.empty:  # nothing recorded: a selection without a map
+        return diagnostics.reset_index(drop=True)
+    module, split, rows = result.modules[0], spec.split, spec.rows
     if hasattr(module, "indices"):
         record, split = gradstats.kept_rows(record, module.indices().tolist()), dims[0] // 2
-    else:
-        split = method.plan(Train(method_dims=dims), module.weight.shape[1])[0].split
-    return gradstats.per_epoch(record, split).drop(columns="head")
+    stats = gradstats.per_epoch(record, split, rows).drop(columns=["head", "method"])
+    return stats.merge(diagnostics, on="epoch", how="left")
 
 
-def seed_params(p: params.Params, seed: int) -> params.Params:
-    """The comparison's training params for one seed: its widths, loss, budget and selection."""
+def seed_params(p: params.Params, seed: int, init: str) -> params.Params:
+    """The comparison's training params for one seed and start: its widths, loss, budget and
+    selection."""
     c = p.compare
     changes = {
         "method_dims": c.dims,
         "loss": c.loss,
         "epochs": c.epochs,
         "seed": seed,
+        "init": init,
         "heldout_eval": True,
         "mrl_weights": None,
         "smrl_step_epochs": None,
     }
     return params.with_train(p, changes, "compare", whole=False)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One training of the comparison: a method at one start and seed."""
+
+    method: Method
+    init: str
+    seed: int
+
+    def labels(self) -> dict:
+        return {"method": self.method.name, "init": self.init, "seed": self.seed}
+
+
+def train_one(args, p: params.Params, setting: Setting, stage_in, data) -> tuple:
+    """Train one setting (resuming from its checkpoint), score it per test query at every
+    width; returns its per-query scores, the result, the MLflow run and the checkpoint."""
+    c, method = p.compare, setting.method
+    ps = seed_params(p, setting.seed, setting.init)
+    track = Track(
+        ps,
+        f"compare@{method.name}",
+        _bootstrap.CHECKOUT,
+        label=f"{setting.init} seed {setting.seed}",
+        tags={"method": method.name, "compare.init": setting.init},
+    )
+    settings = {
+        "method": method.name,
+        "train": ps.train.model_dump(),
+        "methods": p.methods.model_dump(),
+        "compare": c.model_dump(),
+    }
+    key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, settings)
+    ckpt = Checkpoint(args.checkpoints / f"{setting.init}-seed{setting.seed}.pt", key)
+    job = loop.Job(method, ps.train, p.methods, select_best=c.select == "best_heldout")
+    test = retrieval.TestSet.of(stage_in.ds, data.q)
+    scores = []
+    with tracked_fit(job, data, ckpt, track) as fitted:
+        for d in c.dims:
+            zq = method.embed_at(fitted.result.modules, c.dims, test.queries, d)
+            zc = method.embed_at(fitted.result.modules, c.dims, data.c, d)
+            per_query = test.per_query(zq, zc)
+            scores.append(per_query.assign(**setting.labels(), dim=d))
+            fitted.metrics[f"{method.name}_d{d}.ndcg_at_10"] = per_query.ndcg_at_10.mean()
+    return pd.concat(scores), fitted.result, fitted.run, ckpt
 
 
 def run(argv: list[str] | None = None) -> pd.DataFrame:
@@ -73,49 +129,32 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     c = p.compare
     stage_in = inputs.read(args)
     data = training_data.train_data(stage_in, resolve(p.train.device))
-    test = retrieval.TestSet.of(stage_in.ds, data.q)
+    first = method.plan(Train(method_dims=c.dims), data.q.shape[1])[0]
     scores, stats, selection, checkpoints = [], [], [], []
-    for seed in range(c.seeds):
-        ps = seed_params(p, seed)
-        track = Track(
-            ps,
-            f"compare@{method.name}",
-            _bootstrap.CHECKOUT,
-            label=f"seed {seed}",
-            tags={"method": method.name},
-        )
-        settings = {
-            "method": method.name,
-            "train": ps.train.model_dump(),
-            "methods": p.methods.model_dump(),
-            "compare": c.model_dump(),
-        }
-        key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, settings)
-        ckpt = Checkpoint(args.checkpoints / f"seed{seed}.pt", key)
+    for setting in (Setting(method, i, s) for i in c.inits for s in range(c.seeds)):
+        per_query, result, run, ckpt = train_one(args, p, setting, stage_in, data)
         checkpoints.append(ckpt)
-        job = loop.Job(method, ps.train, p.methods, select_best=c.select == "best_heldout")
-        with tracked_fit(job, data, ckpt, track) as fitted:
-            result = fitted.result
-            for d in c.dims:
-                zq = method.embed_at(result.modules, c.dims, test.queries, d)
-                zc = method.embed_at(result.modules, c.dims, data.c, d)
-                per_query = test.per_query(zq, zc)
-                scores.append(per_query.assign(method=method.name, seed=seed, dim=d))
-                fitted.metrics[f"{method.name}_d{d}.ndcg_at_10"] = per_query.ndcg_at_10.mean()
-        stats.append(first_module_stats(result, method, c.dims).assign(seed=seed))
-        selection.append(result.selection.assign(method=method.name, seed=seed))
-        if seed == 0:  # the models people take away (pipeline/export.py)
-            meta = {"method": method.name, "dims": c.dims, "in_dim": data.q.shape[1]}
+        scores.append(per_query)
+        stats.append(first_module_stats(result, first, c.dims).assign(**setting.labels()))
+        selection.append(result.selection.assign(**setting.labels()))
+        if (setting.init, setting.seed) == (c.inits[0], 0):  # what people take away (export)
+            meta = {
+                "method": method.name,
+                "dims": c.dims,
+                "in_dim": data.q.shape[1],
+                "bias": p.train.bias,
+                "methods": p.methods.model_dump(),
+            }
             artifacts.write_modules(args.modules, meta, [m.cpu() for m in result.modules])
-            artifacts.write_json(args.run_json, {**tracking.run_info(fitted.run), "seed": 0})
+            artifacts.write_json(args.run_json, {**tracking.run_info(run), "seed": 0})
     out = pd.concat(scores, ignore_index=True)
     artifacts.write_parquet(args.scores, out)
     artifacts.write_parquet(args.stats, pd.concat(stats, ignore_index=True))
     artifacts.write_csv(args.selection, pd.concat(selection, ignore_index=True))
     for ckpt in checkpoints:
         ckpt.clear()
-    means = out.groupby("dim").ndcg_at_10.mean().round(4).to_dict()
-    print(f"compare@{method.name}: {c.seeds} seeds, mean nDCG@10 by width {means}")
+    means = out.groupby(["init", "dim"]).ndcg_at_10.mean().round(4).to_dict()
+    print(f"compare@{method.name}: {c.seeds} seeds, mean nDCG@10 by start and width {means}")
     return out
 
 

@@ -42,7 +42,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame | None:
     test = retrieval.TestSet.of(ds, torch.from_numpy(stage_in.queries_emb).to(device))
     widths = sorted({c.shape[1], *p.train.method_dims, *p.compare.dims}, reverse=True)
     variants = [
-        ({**labels, "model": "untrained"}, zq, zc)
+        ({"model": "untrained", "method": labels["method"], "dim": labels["dim"]}, zq, zc)
         for labels, zq, zc in methods.baselines(test.queries, c, widths)
     ]
     trained = [("train", args.mrl_heads), ("train", args.smrl_heads)]

@@ -13,15 +13,14 @@ from PIL import Image
 from smec import params
 from smec.errors import SmecError
 from smec.infra import provenance, tracking
+from smec.model import methods
 from smec.report import figures
 from smec.training.checkpoint import Checkpoint
 
 from .conftest import ROOT, run_stage, stage_script, store_at, write_beir, write_params
 
 SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
-COMPARE = [
-    f"compare@{m}" for m in ("mrl", "smrl", "smrl_ads", "smec", "mrl_adaptor", "search_adaptor")
-]
+COMPARE = [f"compare@{m}" for m in methods.LEARNED]
 ALL = [
     "prepare",
     "embed",
@@ -39,7 +38,7 @@ ALL = [
 ]
 
 
-# Export two methods' models, not all six (each is the whole encoder: ~90 MB twice)
+# Export two methods' models, not all seven (each is the whole encoder: ~90 MB twice)
 EXPORTED = {
     "export": {
         "modules": [f"models/compare/{m}/modules.pt" for m in ("mrl", "smec")],
@@ -92,7 +91,7 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     children = [r for r in runs if r is not parent]
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children}
     assert set(stages) == set(ALL) - {"prepare"}
-    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2  # sweep: seeds x methods; compare: seeds
+    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * 2  # seeds x methods; seeds x starts
     assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed
     full = params.flat(params.load(p))
     for run in [parent, *stages.values()]:

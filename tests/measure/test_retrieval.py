@@ -103,3 +103,21 @@ def test_measures_carry_mtebs_names():
 def test_qrels_dict():
     df = pd.DataFrame({"query_id": ["q", "q"], "corpus_id": ["a", "b"], "score": [1, 2]})
     assert retrieval.qrels_dict(df) == {"q": {"a": 1, "b": 2}}
+
+
+def test_binary_vectors_score_exactly_so_ties_rank_alike_in_any_chunking():
+    """Hamming ties are exact ties after the pad: the ranking does not depend on the chunk
+    size (nor, in several processes, on the shards)."""
+    from smec.measure import quantize
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 48, generator=gen)
+    signs = quantize.quantize(x, "binary", x)
+    assert signs.shape == (300, 64) and torch.all(signs[:, 48:] == 1)
+    q = signs[:20]
+    want = retrieval.search(q, signs, 50, chunk_size=300)[1]
+    for chunk in (7, 64, 129):
+        assert torch.equal(retrieval.search(q, signs, 50, chunk_size=chunk)[1], want)
+    hamming = (signs[:20, None, :48] != signs[None, :, :48]).sum(-1)
+    order = torch.sort(hamming, dim=1, stable=True).indices[:, :50]
+    assert torch.equal(want, order)  # Hamming's ranking, ties by corpus row

@@ -1,4 +1,4 @@
-"""The learning-free baselines of the registry: truncation and PCA."""
+"""The learning-free baselines of the registry: truncation, PCA, a random projection."""
 
 import torch
 
@@ -21,3 +21,21 @@ def test_pca_orders_decorrelated_components_by_variance_with_deterministic_signs
     assert torch.allclose(pca(x, 2), z[:, :2])
     again = methods.get("pca").fit(x, seed=1).components
     assert torch.equal(again, pca.components)  # deterministic signs
+
+
+def test_a_random_projection_is_drawn_from_its_seed_and_nested_across_widths():
+    x = torch.randn(50, 16)
+    rp = methods.get("random_projection")
+    a, again, other = rp.fit(x, seed=0), rp.fit(x, seed=0), rp.fit(x, seed=1)
+    assert torch.equal(a(x, 8), again(x, 8)) and not torch.equal(a(x, 8), other(x, 8))
+    torch.testing.assert_close(a(x, 4) * 2, a(x, 8)[:, :4] * 8**0.5)  # rows nest, scale 1/√d
+    assert rp.seeded and not methods.get("pca").seeded
+
+
+def test_every_baseline_yields_every_width_and_a_seeded_one_every_seed():
+    x = torch.randn(40, 8)
+    labels = [lab for lab, _, _ in methods.baselines(x, x, [4, 2], seeds=3)]
+    per = {(lab["method"], lab["seed"]) for lab in labels}
+    assert {s for m, s in per if m == "random_projection"} == {0, 1, 2}
+    assert {s for m, s in per if m in ("truncate", "pca")} == {0}
+    assert {lab["dim"] for lab in labels} == {4, 2}

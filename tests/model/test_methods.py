@@ -1,4 +1,5 @@
-"""The comparison's parts: ADS, the S-XBM memory and loss, the two adaptors' losses."""
+"""The comparison's parts: the S-XBM memory, loss and term, the two adaptors' losses and
+phases, every method's start and embedding, and model selection by held-out nDCG@10."""
 
 import itertools
 import math
@@ -7,42 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from smec.model import adaptors, ads, losses, xbm
-
-
-def test_ads_keeps_exactly_k_coordinates_and_evaluates_deterministically():
-    head = ads.ADSHead(8, 3, torch.nn.Linear(8, 8, bias=False))
-    with torch.no_grad():
-        head.logits.copy_(torch.tensor([0.1, 2.0, -1.0, 0.5, 3.0, 0.0, 0.2, -0.3]))
-    assert head.indices().tolist() == [1, 3, 4]  # the top 3 logits, in coordinate order
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        m = head.mask(tau=0.5, generator=gen)
-        assert torch.equal(m.detach().round(), m.detach())  # forward: a hard 0/1 mask
-        assert int(m.detach().sum()) == 3
-    x = torch.randn(4, 8)
-    assert torch.equal(head(x), head(x))
-
-
-def test_an_ads_head_at_evaluation_is_a_gather_of_its_saved_indices():
-    linear = torch.nn.Linear(6, 6, bias=False)
-    head = ads.ADSHead(6, 2, linear)
-    with torch.no_grad():
-        head.logits.copy_(torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 2.0]))
-    x = torch.randn(3, 6)
-    torch.testing.assert_close(head(x), (x @ linear.weight.T)[:, [1, 5]])
-
-
-def test_ads_logits_get_gradient_through_the_straight_through_mask():
-    head = ads.ADSHead(6, 3, torch.nn.Linear(6, 6, bias=False))
-    x = torch.randn(5, 6)
-    z = head.train_forward(x, head.mask(tau=1.0, generator=torch.Generator().manual_seed(1)))
-    (z.square().sum()).backward()
-    assert head.logits.grad is not None and head.logits.grad.abs().sum() > 0
-    assert ads.temperature(1.0, 0.1, 0.0) == 1.0
-    assert ads.temperature(1.0, 0.1, 1.0) == pytest.approx(0.1)
-    assert ads.temperature(1.0, 0.1, 0.5) == pytest.approx(math.sqrt(0.1))
+from smec.model import adaptors, losses, methods, xbm
+from smec.model.methods.base import Context, Tables
+from smec.model.nesting import NestedLoss
+from smec.params import Methods, Train
+from smec.training import loop, synthetic
+from smec.training.checkpoint import Checkpoint
 
 
 def test_the_memory_keeps_order_and_capacity_and_excludes_self_matches():
@@ -147,11 +120,6 @@ def test_search_adaptor_loss_is_the_rank_loss_of_its_prefix_plus_recovery():
 @pytest.fixture(scope="module")
 def trained():
     """Every method trained for two epochs on small synthetic data, keeping its best epoch."""
-    from smec.model import methods
-    from smec.params import Methods, Train
-    from smec.training import loop, synthetic
-    from smec.training.checkpoint import Checkpoint
-
     data = synthetic.latent_factor_data(n_pairs=128, n_docs=256, n_heldout=16)
     cfg = Train(method_dims=[192, 96, 48], epochs=2, batch_size=32)
     opts = Methods(xbm_capacity=64, xbm_k=4, adaptor_topk=4)
@@ -165,16 +133,15 @@ def trained():
 
 
 def test_every_methods_48d_embedding_comes_from_its_own_chain(trained):
-    from smec.model import methods
-
     data, results = trained
     x = data.q[:5]
     w = {m: [mod.weight for mod in r.modules] for m, r in results.items()}
     mods = {m: r.modules for m, r in results.items()}
     idx = {m: [mod.indices() for mod in mods[m]] for m in ("smrl_ads", "smec")}
+    chain = {m: x @ w[m][0].T @ w[m][1].T @ w[m][2].T for m in ("smrl", "smrl_sxbm")}
     expected = {
         "mrl": (x @ w["mrl"][0].T)[:, :48],
-        "smrl": x @ w["smrl"][0].T @ w["smrl"][1].T @ w["smrl"][2].T,
+        **chain,
         "mrl_adaptor": (x + x @ w["mrl_adaptor"][0].T)[:, :48],
         "search_adaptor": (x + x @ w["search_adaptor"][2].T)[:, :48],
     }
@@ -183,42 +150,164 @@ def test_every_methods_48d_embedding_comes_from_its_own_chain(trained):
         for weight, keep in zip(w[m], idx[m], strict=True):
             z = (z @ weight.T)[:, keep]
         expected[m] = z
+    assert set(expected) == set(methods.LEARNED)
     for method, want in expected.items():
         got = methods.get(method).embed_at(mods[method], [192, 96, 48], x, 48)
         assert got.shape == (5, 48), method
         torch.testing.assert_close(got, want, msg=method)
-    assert len(set(map(str, idx["smec"][0].tolist()))) == 192  # 192 distinct kept coordinates
 
 
 def test_every_method_records_which_epoch_it_kept(trained):
     _, results = trained
-    steps = {"mrl": 1, "smrl": 3, "smrl_ads": 3, "smec": 3, "mrl_adaptor": 1, "search_adaptor": 3}
     for method, result in results.items():
         sel = result.selection
-        assert list(sel.step) == list(range(1, steps[method] + 1)), method
-        assert set(sel.kept_epoch) <= {0, 1} and (sel.rule == "best held-out nDCG@10").all()
-        assert sel.heldout_ndcg_at_10.between(0, 1).all()
+        steps = len(methods.get(method).plan(Train(method_dims=[192, 96, 48]), 384))
+        assert list(sel.step) == list(range(1, steps + 1)), method
+        assert (sel.rule == "best held-out nDCG@10").all()
+
+
+def test_the_kept_weights_are_those_of_the_best_held_out_epoch(tmp_path):
+    """Each step ends on the epoch whose held-out nDCG@10 is highest, with that epoch's own
+    weights: a run stopped after that epoch (constant lr: the same first epochs) has them."""
+    data = synthetic.latent_factor_data(n_pairs=128, n_docs=256, n_heldout=16)
+    cfg = Train(method_dims=[192, 96], epochs=6, batch_size=32, lr=0.05)
+    job = loop.Job(methods.get("mrl"), cfg, select_best=True)
+    result = loop.fit(job, data, Checkpoint(tmp_path / "a.pt", "k"))
+    hist = result.history
+    score = (hist["heldout_d192.ndcg_at_10"] + hist["heldout_d96.ndcg_at_10"]) / 2
+    best = int(hist.epoch[score.idxmax()])
+    assert result.selection.kept_epoch.iloc[0] == best
+    assert best < 5  # this lr overfits: the kept epoch is not the last
+    short = loop.fit(
+        loop.Job(methods.get("mrl"), cfg.model_copy(update={"epochs": best + 1})),
+        data,
+        Checkpoint(tmp_path / "b.pt", "k"),
+    )
+    assert torch.equal(result.modules[0].weight, short.modules[0].weight)
+
+
+@pytest.mark.parametrize("name", methods.LEARNED)
+def test_every_method_starts_as_truncation_under_the_identity_start(name):
+    """`compare.inits`' identity start: heads and ADS maps the identity, adaptors a zero
+    residual, so every method's untrained embedding is the frozen one truncated."""
+    method, x = methods.get(name), torch.randn(6, 32)
+    dims = [16, 8, 4]
+    for init, same in (("identity", True), ("random", False)):
+        cfg = Train(method_dims=dims, init=init)
+        modules = [method.build(s, cfg, Methods()).eval() for s in method.plan(cfg, 32)]
+        for d in dims:
+            z = method.embed_at(modules, dims, x, d)
+            assert torch.allclose(z, x[:, :d]) == same, (name, init, d)
+
+
+def batch_of(n=6, width=8, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q, d = torch.randn(n, width, generator=gen), torch.randn(n, width, generator=gen)
+    return q, d, losses.Batch(torch.eye(n), q, d)
 
 
 def test_the_ads_loss_is_the_loss_of_the_kept_coordinates_wherever_they_lie():
-    """A step's loss must see all of its kept coordinates, not the first k of the width."""
-    from smec.model import methods
-    from smec.model.methods.base import Context
-    from smec.model.nesting import NestedLoss
-    from smec.params import Methods, Train
+    """A step's loss sees all of its kept coordinates, not the first k of the width; with
+    `pair` it adds the loss of the map's whole output."""
+    method = methods.get("smrl_ads")
+    for step_loss in ("single", "pair"):
+        cfg = Train(method_dims=[4, 2], smrl_step_loss=step_loss)
+        spec = method.plan(cfg, 8)[0]
+        module = method.build(spec, cfg, Methods())
+        objective = method.objective(spec, cfg, Methods(), None)
+        q, d, batch = batch_of()
+        got = objective(module, q, d, batch, Context(0.3, torch.Generator().manual_seed(3), *IDS))
+        mask = module.mask(objective.schedule, 0.3, torch.Generator().manual_seed(3))
+        kept = mask.detach().nonzero().squeeze(1)
+        assert kept.tolist() != [0, 1, 2, 3]  # the draw keeps coordinates past the first four
+        rank = losses.LOSSES["rank"]
+        want = NestedLoss(rank, [4])(module.linear(q)[:, kept], module.linear(d)[:, kept], batch)
+        if step_loss == "pair":
+            want = want + NestedLoss(rank, [8])(module.linear(q), module.linear(d), batch)
+        torch.testing.assert_close(got, want)
 
-    cfg, method = Train(method_dims=[4, 2]), methods.get("smrl_ads")
+
+IDS = (torch.arange(6), torch.arange(6))
+
+
+def tables(n_items=12, width=8, seed=1):
+    """A step's frozen tables over 6 queries and 6 documents (all training items)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_items, width, generator=gen)
+    return Tables(x, F.normalize(x, dim=-1), n_items // 2, torch.arange(n_items))
+
+
+def sxbm_objective(name: str, weight: float, bias: bool = False):
+    method = methods.get(name)
+    cfg = Train(method_dims=[4, 2], bias=bias)  # the first step keeps 4 of the 8 inputs
+    opts = Methods(xbm_k=2, xbm_weight=weight, xbm_capacity=12)
     spec = method.plan(cfg, 8)[0]
-    module = method.build(spec, cfg)
-    objective = method.objective(spec, cfg, Methods(), None)
-    gen = torch.Generator().manual_seed(3)
-    q, d = torch.randn(5, 8), torch.randn(5, 8)
-    batch = losses.Batch(torch.eye(5), q, d)
-    ctx = Context(0.5, gen, torch.arange(5), torch.arange(5))
-    got = objective(module, q, d, batch, ctx)
-    mask = module.mask(ads.temperature(1.0, 0.1, 0.5), torch.Generator().manual_seed(3))
-    kept = mask.detach().nonzero().squeeze(1)
-    assert kept.tolist() != [0, 1, 2, 3]  # the draw keeps coordinates past the first four
-    loss = NestedLoss(losses.LOSSES["rank"], [4])
-    want = loss(module.linear(q)[:, kept], module.linear(d)[:, kept], batch)
-    torch.testing.assert_close(got, want)
+    module = method.build(spec, cfg, opts)
+    if bias:
+        with torch.no_grad():
+            (module.linear if hasattr(module, "linear") else module).bias.normal_()
+    return module, method.objective(spec, cfg, opts, tables())
+
+
+@pytest.mark.parametrize("name", ["smec", "smrl_sxbm"])
+def test_the_sxbm_term_counts_once_the_memory_is_full_and_equals_its_definition(name):
+    """After a first batch fills the memory, λ · L_sxbm of the second batch: the batch's
+    compressed items against their frozen-space neighbours, compressed on the same rows, the
+    memory side through the module (bias included)."""
+    q, d, batch = batch_of()
+    gen = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    with_term, objective = sxbm_objective(name, 1.0, bias=True)
+    without, plain = sxbm_objective(name, 0.0, bias=True)
+    without.load_state_dict(with_term.state_dict())
+    for o, m in ((objective, with_term), (plain, without)):
+        o(m, q, d, batch, Context(0.0, gen(), *IDS))  # fills the memory
+    got = objective(with_term, q, d, batch, Context(0.1, gen(), *IDS))
+    base = plain(without, q, d, batch, Context(0.1, gen(), *IDS))
+    assert objective.term.active_steps == 1 and got > base
+    t = tables()
+    ids = torch.cat([IDS[0], IDS[1] + 6])
+    near, frozen = objective.term.memory.neighbours(t.full[ids] @ t.full.T, ids, 2)
+    assert not (near == ids[:, None]).any()  # no item is its own neighbour
+    if name == "smec":
+        kept = objective.masks[-1].nonzero().squeeze(1)
+        assert kept.tolist() != [0, 1, 2, 3]
+        compress = lambda x: with_term.linear(x)[:, kept]  # noqa: E731
+    else:
+        compress = with_term
+    z = compress(torch.cat([q, d]))
+    want = xbm.loss(z, compress(t.inputs)[near], frozen)
+    torch.testing.assert_close(got - base, want)
+
+
+def test_the_sxbm_memory_side_is_a_constant():
+    """The term's gradient flows through the batch's items only."""
+    q, d, batch = batch_of()
+    module, objective = sxbm_objective("smrl_sxbm", 1.0)
+    objective(module, q, d, batch, Context(0.0, torch.Generator(), *IDS))
+    term = objective.term(module(torch.cat([q, d])), module, *IDS)
+    (grad,) = torch.autograd.grad(term, module.weight)
+    t = tables()
+    ids = torch.cat([IDS[0], IDS[1] + 6])
+    near, frozen = objective.term.memory.neighbours(t.full[ids] @ t.full.T, ids, 2)
+    z = lambda: module(torch.cat([q, d]))  # noqa: E731
+    through_both = xbm.loss(z(), module(t.inputs)[near], frozen)
+    (both,) = torch.autograd.grad(through_both, module.weight)
+    constant = xbm.loss(z(), module(t.inputs)[near].detach(), frozen)
+    (batch_only,) = torch.autograd.grad(constant, module.weight)
+    torch.testing.assert_close(grad, batch_only)
+    assert not torch.allclose(grad, both)
+
+
+def test_the_matryoshka_adaptor_adds_the_ranking_loss_after_its_unsupervised_share():
+    method, opts = methods.get("mrl_adaptor"), Methods(adaptor_unsupervised=0.5)
+    cfg = Train(method_dims=[4, 2], init="random")
+    spec = method.plan(cfg, 8)[0]
+    module = method.build(spec, cfg, opts)
+    objective = method.objective(spec, cfg, opts, None)
+    q, d, batch = batch_of()
+    items = torch.cat([q, d])
+    unsup = adaptors.matryoshka_unsupervised(items, module, [4, 2], k=10, alpha=1.0, beta=1.0)
+    rank = NestedLoss(losses.LOSSES["rank"], [4, 2])(module(q), module(d), batch)
+    at = lambda p: objective(module, q, d, batch, Context(p, torch.Generator(), *IDS))  # noqa: E731
+    torch.testing.assert_close(at(0.49), unsup)
+    torch.testing.assert_close(at(0.5), unsup + rank)

@@ -87,7 +87,7 @@ def trained_modules():
     for name in methods.LEARNED:
         method, modules = methods.get(name), []
         for spec in method.plan(cfg, 384):
-            m = method.build(spec, cfg)
+            m = method.build(spec, cfg, Methods())
             with torch.no_grad():
                 m.weight.add_(0.01 * torch.randn_like(m.weight))
                 if hasattr(m, "logits"):

@@ -3,7 +3,8 @@ import torch
 
 from smec.measure import gradstats
 from smec.model import heads, losses, methods
-from smec.params import Train
+from smec.model.methods.base import Context
+from smec.params import Methods, Train
 from smec.training import loop, synthetic
 from smec.training.checkpoint import Checkpoint
 from smec.training.data import batches
@@ -90,6 +91,47 @@ def test_recorded_gradient_is_dL_dW_at_every_step(
     assert step == record.step.nunique()
 
 
+@pytest.mark.parametrize("name", methods.LEARNED)
+def test_every_methods_recorded_gradient_is_that_of_its_own_objective(tmp_path, name):
+    """Replays each method's first step with plain SGD (logits at their own rate) and autograd
+    on its objective, built afresh (memory and all): each recorded step holds that step's
+    gradient of the module's weight."""
+    data = synthetic.latent_factor_data(n_pairs=96, n_docs=128, dim=32, factors=8, n_heldout=0)
+    cfg = Train(method_dims=[16, 8], epochs=2, heldout_eval=False, optimizer="sgd", lr=0.5)
+    method, opts = methods.get(name), Methods(xbm_k=3, adaptor_topk=4)
+    record = loop.fit(loop.Job(method, cfg, opts), data, Checkpoint(tmp_path / "c.pt", "k")).record
+    record = record[record["head"] == 1]
+    spec = method.plan(cfg, 32)[0]
+    module = method.build(spec, cfg, opts)
+    objective = method.objective(spec, cfg, opts, loop.step_tables(data.q, data.c, data))
+    lrs = method.lr_overrides(opts)
+    step, n = 0, len(batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, 0))
+    for epoch in range(cfg.epochs):
+        gen = loop._generator(cfg.seed, 1, epoch)
+        for b, idx in enumerate(batches(len(data.pairs), cfg.batch_size, cfg.seed, 1, epoch)):
+            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
+            batch = losses.Batch(data.relevance(qi, di), data.q[qi], data.c[di])
+            ctx = Context((epoch * n + b) / (cfg.epochs * n), gen, qi, di)
+            loss = objective(module, data.q[qi], data.c[di], batch, ctx)
+            named = [(k, p) for k, p in module.named_parameters()]
+            grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+            g = dict(zip([k for k, _ in named], grads, strict=True))
+            rows = record[record.step == step].sort_values("row")
+            weight_grad = g[next(k for k, p in named if p is module.weight)]
+            torch.testing.assert_close(
+                torch.tensor(rows["sum"].to_numpy()), weight_grad.sum(1).double()
+            )
+            torch.testing.assert_close(
+                torch.tensor(rows["sumsq"].to_numpy()), weight_grad.square().sum(1).double()
+            )
+            with torch.no_grad():
+                for k, p in named:
+                    if g[k] is not None:
+                        p -= lrs.get(k, cfg.lr) * g[k]
+            step += 1
+    assert step == record.step.nunique()
+
+
 class Stop(Exception):
     pass
 
@@ -150,8 +192,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers(data, tmp_path):
     assert not a.record.equals(c.record)
 
 
-@pytest.mark.parametrize(("method", "stop_after"), [("mrl", 1), ("smrl", 3)])
+@pytest.mark.parametrize(("method", "stop_after"), [("mrl", 1), ("smrl", 3), ("smec", 1)])
 def test_resume_after_interruption_ends_identical(data, tmp_path, method, stop_after):
+    """SMEC's too: its memory and its record of masks travel in the checkpoint."""
     cfg = Train(epochs=3, heldout_eval=False, lr_schedule="cosine")
     whole = fit(method, cfg, data, tmp_path / "whole")
     seen = []

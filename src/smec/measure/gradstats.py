@@ -136,28 +136,41 @@ class Recorder:
         self.epochs, self.cols = list(state["epochs"]), state["cols"]
 
 
+def _mean(a: np.ndarray) -> float:
+    """The mean of the entries that are not NaN (NaN if none is)."""
+    kept = a[~np.isnan(a)]
+    return float(kept.mean()) if kept.size else float("nan")
+
+
 def _ratio(a: float, b: float) -> float:
     """a / b, NaN where b is 0 (rows that got no gradient: an ADS head's never-selected ones)."""
     return float(a / b) if b > 0 else float("nan")
 
 
-def epoch_stats(rec: EpochRecord, cols: int, split: int) -> dict[str, float]:
+def epoch_stats(
+    rec: EpochRecord, cols: int, split: int, rows: int | None = None
+) -> dict[str, float]:
     """The figures' quantities for one epoch of one head.
 
-    `split` is the first row of the high group: rows [0, split) are ω_i, [split, rows) ω_j.
+    `split` is the first row of the high group: rows [0, split) are ω_i, [split, rows) ω_j
+    (`rows`: all of them by default; an adaptor's statistics stop at the widest prefix, the
+    rows a loss reaches). A NaN entry (a row masked in that step: an ADS head's) counts in no
+    mean: each statistic is over the steps in which the row was trained.
     """
-    norms = np.sqrt(rec.sumsq)  # g_k per step and row
-    updates = np.sqrt(rec.update_sumsq)
-    n = rec.sums.shape[1] * cols
-    low, high = norms[:, :split].mean(), norms[:, split:].mean()
-    up_low, up_high = updates[:, :split].mean(), updates[:, split:].mean()
+    sums, sumsq = rec.sums[:, :rows], rec.sumsq[:, :rows]
+    norms = np.sqrt(sumsq)  # g_k per step and row
+    updates = np.sqrt(rec.update_sumsq[:, :rows])
+    width = np.sum(~np.isnan(sumsq), axis=1) * cols  # the step's trained entries
+    low, high = _mean(norms[:, :split]), _mean(norms[:, split:])
+    up_low, up_high = _mean(updates[:, :split]), _mean(updates[:, split:])
+    element_var = np.nansum(sumsq, 1) / width - (np.nansum(sums, 1) / width) ** 2
     return {
         "avg_grad_low": float(low),
         "avg_grad_high": float(high),
         "low_over_high": _ratio(low, high),
-        "grad_var_elements": float(np.mean(rec.sumsq.sum(1) / n - (rec.sums.sum(1) / n) ** 2)),
-        "grad_var_rows": float(np.mean(norms.var(axis=1))),
-        "grad_var_noise": float(rec.noise.mean()),
+        "grad_var_elements": float(np.mean(element_var)),
+        "grad_var_rows": float(np.mean(np.nanvar(norms, axis=1))),
+        "grad_var_noise": _mean(rec.noise[:rows]),
         "avg_update_low": float(up_low),
         "avg_update_high": float(up_high),
         "update_low_over_high": _ratio(up_low, up_high),
@@ -176,21 +189,24 @@ def _epoch_record(g: pd.DataFrame, epoch: int) -> EpochRecord:
     return EpochRecord(epoch, sums, sumsq, updates, noise[0])
 
 
-def per_epoch(record: pd.DataFrame, split: int) -> pd.DataFrame:
+def per_epoch(record: pd.DataFrame, split: int, rows: int | None = None) -> pd.DataFrame:
     """:func:`epoch_stats` per (method, head, epoch) of a gradient record table."""
-    rows = []
+    out = []
     for (method, head, epoch), g in record.groupby(["method", "head", "epoch"], sort=True):
-        stats = epoch_stats(_epoch_record(g, epoch), int(g["cols"].iloc[0]), split)
-        rows.append({"method": method, "head": head, "epoch": epoch, **stats})
-    return pd.DataFrame(rows)
+        stats = epoch_stats(_epoch_record(g, epoch), int(g["cols"].iloc[0]), split, rows)
+        out.append({"method": method, "head": head, "epoch": epoch, **stats})
+    return pd.DataFrame(out)
 
 
 def kept_rows(record: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
     """The record of the given weight rows only, renumbered 0.. in their order (an ADS head's
-    kept rows: the first half of them is its "low" group, the second its "high")."""
+    kept rows: the first half of them is its "low" group, the second its "high"), each row's
+    entries NaN in the steps where it was masked (its gradient exactly zero: not trained)."""
     position = {r: i for i, r in enumerate(rows)}
     kept = record[record["row"].isin(position)].copy()
     kept["row"] = kept["row"].map(position)
+    masked = (kept["sumsq"] == 0) & (kept["sum"] == 0)
+    kept.loc[masked, ["sum", "sumsq", "update_sumsq"]] = np.nan
     return kept
 
 

@@ -8,7 +8,8 @@ Precisions (sentence-transformers' `quantize_embeddings` does the quantising):
   cosine of the int8 vectors **[choice: sentence-transformers' own search uses their inner
   product]**.
 - `binary`: the sign of each dimension, packed 8 to a byte (`ubinary`); scored by Hamming
-  distance, which for ±1 vectors ranks exactly as their cosine does (used here).
+  distance, which for ±1 vectors ranks exactly as their cosine does (used here, with the
+  vectors padded so that the cosines are exact: :func:`exact_signs`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,18 @@ def quantize(x: torch.Tensor, precision: str, calibration: torch.Tensor) -> torc
         q = quantize_embeddings(emb, "int8", calibration_embeddings=calibration.cpu().numpy())
         return torch.from_numpy(q.astype(np.float32)).to(x.device)
     bits = np.unpackbits(quantize_embeddings(emb, "ubinary"), axis=1)[:, : x.shape[1]]
-    return torch.from_numpy(2.0 * bits.astype(np.float32) - 1.0).to(x.device)
+    signs = torch.from_numpy(2.0 * bits.astype(np.float32) - 1.0)
+    return exact_signs(signs).to(x.device)
+
+
+def exact_signs(signs: torch.Tensor) -> torch.Tensor:
+    """±1 vectors padded with ones to a width that is a power of 4: every vector's norm is then
+    a power of 2, so the search's normalised entries (±2^-m) and every dot product between
+    them are exact in float32, whatever the order of the sums. Ties in Hamming distance then
+    tie exactly, and one process or several, one chunk size or another, rank alike. The pad
+    adds the same constant to every query-document score: the ranking is Hamming's."""
+    width = 4 ** math.ceil(math.log(signs.shape[1], 4))
+    return torch.cat([signs, signs.new_ones(len(signs), width - signs.shape[1])], dim=1)
 
 
 def variants(plain):

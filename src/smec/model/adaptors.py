@@ -2,9 +2,9 @@
 
 Both adapt the frozen embedding c ∈ R^D with a skip connection, ĉ = c + f(c) **[src]**, and
 compress by keeping a prefix ĉ[:m] **[src]**. Here f is linear, f(c) = A c with A ∈ R^{D×D}
-starting at zero, so an adaptor starts as the identity (truncation) **[choice: the papers allow
-an MLP; a linear f has the parameter count of ADS's square heads and exports as one matrix,
-I + A]**.
+starting at zero, so an adaptor starts as the identity (truncation), the start every method of
+the comparison gets (`compare.init`) **[choice: the papers allow an MLP; a linear f has the
+parameter count of ADS's square heads and exports as one matrix, I + A]**.
 
 Matryoshka-Adaptor: one f shared by queries and documents and by every width m ∈ dims **[src]**,
 over the 2B items of a batch (its queries and documents):
@@ -32,12 +32,18 @@ from smec.model.losses import prefix_cosine
 
 
 class Adaptor(nn.Module):
-    """ĉ = c + A c, A starting at zero."""
+    """ĉ = c + A c; A starts at zero (`identity`: the adaptor starts as truncation) or, as the
+    ablation of the common start, as PyTorch's default init drawn from `seed` (`random`)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, init: str = "identity", seed: int = 0):
         super().__init__()
         self.f = nn.Linear(dim, dim, bias=False)
-        nn.init.zeros_(self.f.weight)
+        with torch.no_grad():
+            if init == "identity":
+                self.f.weight.zero_()
+            else:
+                bound = 1.0 / dim**0.5  # kaiming_uniform(a=sqrt(5)), as nn.Linear does
+                self.f.weight.uniform_(-bound, bound, generator=torch.Generator().manual_seed(seed))
 
     @property
     def weight(self) -> torch.Tensor:

@@ -1,58 +1,108 @@
 """ADS, adaptive dimension selection: SMEC's learned choice of which dimensions survive a halving.
 
 Step t of the chain turns z_{t-1} (width n) into z_t (width k = n/2) **[src: abstract and
-framework figure: "learnable parameter + top-k select", "gumbel_softmax", "dimension pruning"]**:
+framework figure: "learnable parameter + top-k select", "gumbel_softmax", an index list,
+"dimension pruning" D -> D/2]**. Everything below the figure's words is **[choice]**
+(docs/method.md, "ADS"):
 
-    y      = W_t z_{t-1}                       a square map n -> n           [choice: square]
-    s      = α_t + g,  g ~ Gumbel(0, 1)        training; g = 0 in evaluation  [src]
-    hard   = top-k indicator of s                                             [src]
-    soft   = softmax(s / τ)                                                   [src: gumbel_softmax]
-    m      = hard − stopgrad(soft) + soft      straight-through: forward hard, backward soft
-                                                                              [choice]
-    z_t    = y ⊙ m        in training (width n, zero off the selection: every cosine equals that
-                          of the gathered k coordinates, the form the losses see)
-    z_t    = y[:, idx_t]  in evaluation, idx_t the sorted top-k of α_t: a gather of fixed
-                          coordinates, saved with the head                     [src: index list]
+    y     = W_t z_{t-1}       a square map starting as the identity (`compare.init`), so the
+                              selection starts on the step's input coordinates; or no map
+                              (`methods.ads_map: none`: pure pruning)
+    s     = α_t + σ(p) g      g ~ Gumbel(0, 1); σ anneals linearly from `methods.ads_noise` to 0
+                              at p = 1 − `methods.ads_freeze` (p: the fraction of the step's
+                              optimiser steps done), so the forward randomness vanishes
+    hard  = the top-k indicator of s                      (the forward pass: exactly k kept)
+    soft  = sigmoid((s − θ) / τ), θ such that Σ soft = k  (a relaxation that sums to k)
+    m     = hard + soft − stopgrad(soft)                  (straight-through)
+    z_t   = y ⊙ m in training (zero off the selection: every cosine is that of the k kept
+            coordinates); y[:, idx_t] in evaluation, idx_t the sorted top-k of α_t, saved
+            with the head **[src: index list]**
 
-α_t starts at 0 **[choice]**; τ anneals geometrically from `ads.tau_start` to `ads.tau_end` over
-the step's epochs **[choice: 1 -> 0.1]**; W_t starts as `train.init` draws it.
+τ anneals geometrically from `methods.tau_start` to `methods.tau_end`, reached at the freeze
+point. For the last `methods.ads_freeze` of the step the selection is frozen (m = the top-k of
+α_t, no noise, no gradient to α_t), so the map trains on exactly the coordinates that are
+evaluated. The logits start at 0 and have their own learning rate, `methods.ads_logit_lr`: at
+the map's 1e-3 they could move by about 0.26 in a step of 260 optimiser steps, against noise of
+standard deviation 1.28, and the masks would stay a random half.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
-def temperature(start: float, end: float, progress: float) -> float:
-    """τ at `progress` ∈ [0, 1] of the step: geometric from `start` to `end`."""
-    return start * (end / start) ** min(max(progress, 0.0), 1.0)
+@dataclass(frozen=True)
+class Schedule:
+    """The annealing of one ADS step: noise scale, temperature, and when the selection freezes."""
+
+    noise: float = 1.0  # σ at the step's start (Gumbel noise of std 1.28 × σ)
+    tau_start: float = 1.0
+    tau_end: float = 0.1
+    freeze: float = 0.25  # the last share of the step's optimiser steps, selection fixed
+
+    def active(self, progress: float) -> float:
+        """The share of the annealing done at `progress`; 1 once the selection is frozen."""
+        return min(max(progress, 0.0) / (1.0 - self.freeze), 1.0) if self.freeze < 1 else 1.0
+
+    def sigma(self, progress: float) -> float:
+        return self.noise * (1.0 - self.active(progress))
+
+    def tau(self, progress: float) -> float:
+        return self.tau_start * (self.tau_end / self.tau_start) ** self.active(progress)
+
+    def frozen(self, progress: float) -> bool:
+        return progress >= 1.0 - self.freeze
+
+
+def budget_threshold(scores: torch.Tensor, k: int, tau: float, iters: int = 50) -> torch.Tensor:
+    """θ with Σ sigmoid((scores − θ)/τ) = k, by bisection (the sum falls as θ rises)."""
+    with torch.no_grad():
+        lo = scores.min() - 20 * tau
+        hi = scores.max() + 20 * tau
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            if torch.sigmoid((scores - mid) / tau).sum() > k:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
 
 
 class ADSHead(nn.Module):
-    """A square linear map followed by the selection of `keep` of its `width` outputs."""
+    """An optional square map, then the selection of `keep` of its `width` outputs."""
 
-    def __init__(self, width: int, keep: int, linear: nn.Linear):
+    def __init__(self, width: int, keep: int, linear: nn.Linear | None):
         super().__init__()
-        if not 0 < keep <= width or linear.out_features != width:
+        if not 0 < keep <= width or (linear is not None and linear.out_features != width):
             raise ValueError(f"ADS keeps {keep} of {width} outputs of a {linear} map")
         self.linear, self.keep = linear, keep
         self.logits = nn.Parameter(torch.zeros(width))
 
     @property
-    def weight(self) -> torch.Tensor:
-        """The map's weight: the one the gradient recorder reads."""
-        return self.linear.weight
+    def weight(self) -> torch.Tensor | None:
+        """The map's weight (the one the gradient recorder reads); None without a map."""
+        return None if self.linear is None else self.linear.weight
 
-    def mask(self, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The straight-through top-k mask of one training step (fresh Gumbel noise)."""
+    def mapped(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.linear is None else self.linear(x)
+
+    def mask(
+        self, schedule: Schedule, progress: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """One training step's mask: hard top-k forward, the budgeted soft gates backward;
+        once frozen, the top-k of the logits with no gradient."""
+        if schedule.frozen(progress):
+            return torch.zeros_like(self.logits).scatter(0, self.indices(), 1.0)
         u = torch.rand(self.logits.shape, generator=generator).to(self.logits.device)
         gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-10)))
-        scores = self.logits + gumbel
-        soft = F.softmax(scores / tau, dim=0)
-        hard = torch.zeros_like(soft).scatter(0, scores.topk(self.keep).indices, 1.0)
-        return hard - soft.detach() + soft
+        scores = self.logits + schedule.sigma(progress) * gumbel
+        tau = schedule.tau(progress)
+        soft = torch.sigmoid((scores - budget_threshold(scores.detach(), self.keep, tau)) / tau)
+        hard = torch.zeros_like(soft).scatter(0, scores.detach().topk(self.keep).indices, 1.0)
+        return hard + (soft - soft.detach())  # exactly 0/1 forward, soft backward
 
     def indices(self) -> torch.Tensor:
         """The kept coordinates at evaluation: the sorted top-k of the logits (ties: lowest
@@ -61,7 +111,7 @@ class ADSHead(nn.Module):
         return torch.sort(order[: self.keep]).values
 
     def train_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.linear(x) * mask
+        return self.mapped(x) * mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)[:, self.indices()]
+        return self.mapped(x)[:, self.indices()]

@@ -20,8 +20,12 @@ dimensions + λ · L_sxbm **[choice]**.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+
+from smec.params import Methods
 
 
 class Memory:
@@ -84,3 +88,47 @@ def loss(z_batch: torch.Tensor, z_neighbours: torch.Tensor, frozen: torch.Tensor
     """
     z = torch.einsum("bd,bkd->bk", F.normalize(z_batch, dim=-1), F.normalize(z_neighbours, dim=-1))
     return (z - frozen).abs().mean()
+
+
+class CrossBatchTerm:
+    """λ · L_sxbm of a batch against the memory of past training items: what SMEC and SMRL +
+    S-XBM add to their step's loss. `tables` holds the step's frozen inputs (queries then
+    documents), the frozen full embeddings L2-normalised, `n_queries` and the `universe` of
+    training items (:class:`smec.model.methods.base.Tables`)."""
+
+    def __init__(self, tables, opts: Methods):
+        self.inputs, self.n_queries = tables.inputs, tables.n_queries
+        self.sims = Similarities(tables.full, tables.universe)
+        self.memory = Memory(min(opts.xbm_capacity, len(tables.universe)), self.inputs.device)
+        self.k, self.weight = opts.xbm_k, opts.xbm_weight
+        self.active_steps = 0  # steps in which the term counted (a diagnostic)
+
+    def __call__(
+        self,
+        z_batch: torch.Tensor,
+        embed: Callable[[torch.Tensor], torch.Tensor],
+        qi: torch.Tensor,
+        di: torch.Tensor,
+    ) -> torch.Tensor:
+        """The term for the batch's queries `qi` and documents `di`, whose current compressed
+        embeddings are `z_batch` (queries then documents); `embed` compresses the memory's
+        frozen inputs with the current module (without gradient: the memory side is a
+        constant). Then the batch enters the memory."""
+        ids = torch.cat([qi, di + self.n_queries])  # rows of the joint frozen table
+        term = z_batch.new_zeros(())
+        if len(self.memory) > self.k:
+            near, frozen = self.memory.neighbours(self.sims(ids, self.memory.ids), ids, self.k)
+            with torch.no_grad():
+                uniq, inverse = torch.unique(near, return_inverse=True)
+                z_near = embed(self.inputs[uniq])[inverse]
+            term = self.weight * loss(z_batch, z_near, frozen)
+            self.active_steps += 1
+        self.memory.push(ids)
+        return term
+
+    def state(self) -> dict:
+        return {"memory": self.memory.ids.cpu(), "active_steps": self.active_steps}
+
+    def load_state(self, state: dict) -> None:
+        self.memory.ids = state["memory"].to(self.memory.ids.device)
+        self.active_steps = state["active_steps"]

@@ -258,9 +258,7 @@ def retrieval(table: pd.DataFrame, caption: str):
     return _captioned(fig, caption)
 
 
-def comparison(table: pd.DataFrame, caption: str):
-    """nDCG@10 against width for every method, with 95% intervals over seeds."""
-    fig, ax = plt.subplots(figsize=(9, 5.4))
+def _comparison_panel(ax, table: pd.DataFrame, title: str) -> None:
     methods = [m for m in REGISTRY.values() if m.name in set(table.method)]
     for j, method in enumerate(methods):
         rows = table[table.method == method.name].sort_values("dim")
@@ -277,9 +275,21 @@ def comparison(table: pd.DataFrame, caption: str):
             capsize=3,
             label=method.label,
         )
-    _ndcg_axes(ax, "dimension", "Every method at every width, mean and 95% interval over seeds", 8)
+    _ndcg_axes(ax, "dimension", title, 7)
     dims = sorted(table["dim"].unique())
     ax.set_xticks(dims, [str(d) for d in dims])  # after the log scale, which resets ticks
+
+
+def comparison(table: pd.DataFrame, caption: str):
+    """nDCG@10 against width for every method, with 95% intervals over seeds: one panel per
+    start of the trained modules (`compare.inits`), the headline first, on one y scale."""
+    starts = list(dict.fromkeys(table["init"]))
+    fig, axes = plt.subplots(1, len(starts), figsize=(7.5 * len(starts), 5.6), sharey=True)
+    axes = [axes] if len(starts) == 1 else list(axes)
+    for k, (ax, start) in enumerate(zip(axes, starts, strict=True)):
+        role = "headline" if k == 0 else "ablation"
+        title = f"every module starts {start} ({role}): mean and 95% interval over seeds"
+        _comparison_panel(ax, table[table["init"] == start], title)
     return _captioned(fig, caption)
 
 

@@ -48,12 +48,18 @@ class Job:
     select_best: bool = False
 
 
-def optimizer(head: nn.Module, cfg: Train, total_steps: int):
-    params = [p for p in head.parameters() if p.requires_grad]
+def optimizer(head: nn.Module, cfg: Train, total_steps: int, lrs: dict[str, float] | None = None):
+    """The optimiser and schedule of one step; parameters named in `lrs` train at their own
+    learning rate (ADS's logits), the others at `train.lr`."""
+    lrs = lrs or {}
+    named = [(n, p) for n, p in head.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if n not in lrs]}]
+    groups += [{"params": [p for n, p in named if n == name], "lr": lr} for name, lr in lrs.items()]
+    groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr)
+        opt = torch.optim.Adam(groups, lr=cfg.lr)
     else:
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.lr_schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     else:
@@ -97,7 +103,8 @@ class StepTrainer:
         xq = heads.apply_chain(frozen, data.q) if spec.chained else data.q
         xc = heads.apply_chain(frozen, data.c) if spec.chained else data.c
         n_steps = steps_per_epoch(len(data.pairs), cfg.batch_size)
-        opt, sched = optimizer(module, cfg, spec.epochs * n_steps)
+        lrs = job.method.lr_overrides(job.opts)
+        opt, sched = optimizer(module, cfg, spec.epochs * n_steps, lrs)
         objective = job.method.objective(spec, cfg, job.opts, step_tables(xq, xc, data))
         sharded = None
         if distributed.world() > 1:
@@ -112,23 +119,28 @@ class StepTrainer:
             data=data,
             opt=opt,
             sched=sched,
-            recorder=gradstats.Recorder(),
+            recorder=gradstats.Recorder() if module.weight is not None else None,
             temperature=cfg.temperature,
             rank_scale=cfg.rank_scale,
             sharded=sharded,
         )
 
-    def epoch(self, batch_idx: list[torch.Tensor], progress: float, gen: torch.Generator) -> float:
-        """One pass over the training pairs; returns the mean loss."""
+    def epoch(
+        self, batch_idx: list[torch.Tensor], progress: tuple[int, int], gen: torch.Generator
+    ) -> float:
+        """One pass over the training pairs (this epoch's index and the step's epoch count in
+        `progress`); returns the mean loss."""
         total = 0.0
         data, weight = self.data, self.module.weight
-        for idx in batch_idx:
+        epoch, epochs = progress
+        n = len(batch_idx)
+        for b, idx in enumerate(batch_idx):
             idx = idx.to(data.pairs.device)
             qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
             batch = Batch(
                 data.relevance(qi, di), data.q[qi], data.c[di], self.temperature, self.rank_scale
             )
-            ctx = Context(progress, gen, qi, di)
+            ctx = Context((epoch * n + b) / (epochs * n), gen, qi, di)
             module = self.module if self.sharded is None else self.sharded
             loss = self.objective(module, self.xq[qi], self.xc[di], batch, ctx)
             self.opt.zero_grad(set_to_none=True)
@@ -169,8 +181,9 @@ class StepTrainer:
             opt=copy.deepcopy(self.opt.state_dict()),
             sched=self.sched.state_dict(),
             epoch=epoch,
-            recorder=self.recorder.state(),
+            recorder=self.recorder.state() if self.recorder is not None else {},
             best=best,
+            objective=copy.deepcopy(self.objective.state()),
         )
 
     def load_state(self, state: StepState) -> int:
@@ -178,7 +191,9 @@ class StepTrainer:
         self.module.load_state_dict(state.module)
         self.opt.load_state_dict(state.opt)
         self.sched.load_state_dict(state.sched)
-        self.recorder.load_state(state.recorder)
+        if self.recorder is not None:
+            self.recorder.load_state(state.recorder)
+        self.objective.load_state(state.objective)
         return state.epoch + 1
 
 
@@ -201,6 +216,7 @@ class StepState:
     epoch: int  # the last finished epoch
     recorder: dict
     best: Best | None
+    objective: dict = field(default_factory=dict)  # an objective's own state (a memory)
 
 
 @dataclass
@@ -261,15 +277,16 @@ def _train_epoch(job: Job, spec: StepSpec, trainer: StepTrainer, epoch: int) -> 
     lr = trainer.sched.get_last_lr()[0]
     batch_idx = batches(len(trainer.data.pairs), cfg.batch_size, cfg.seed, spec.index, epoch)
     gen = _generator(cfg.seed, spec.index, epoch)
-    loss = trainer.epoch(batch_idx, epoch / spec.epochs, gen)
+    loss = trainer.epoch(batch_idx, (epoch, spec.epochs), gen)
     if math.isnan(loss):
         raise SmecError(
             f"{job.method.name} step {spec.index}: loss is NaN at epoch {epoch}; "
             f"lower train.lr (now {cfg.lr:g})"
         )
-    stats = gradstats.epoch_stats(
-        trainer.recorder.end_epoch(epoch), trainer.recorder.cols, split=spec.split
-    )
+    stats = trainer.objective.end_epoch(trainer.module)
+    if trainer.recorder is not None:
+        record = trainer.recorder.end_epoch(epoch)
+        stats |= gradstats.epoch_stats(record, trainer.recorder.cols, spec.split, spec.rows)
     timing = {"lr": lr, "seconds": time.perf_counter() - t0}
     row = _history_row(
         job, spec, epoch, loss, timing | {k: v for k, v in stats.items() if k != "steps"}
@@ -312,6 +329,10 @@ def _fit_step(
         checkpoint.save(progress)
     if best is not None:
         trainer.module.load_state_dict(best.module)
+    if extras := trainer.objective.end_step(trainer.module):
+        step_rows = [r for r in progress.history if r["head"] == spec.index]
+        for row, extra in zip(step_rows, extras, strict=True):
+            row |= extra
     progress.selection.append(
         {
             "step": spec.index,
@@ -320,7 +341,8 @@ def _fit_step(
             "rule": "best held-out nDCG@10" if best else "last epoch",
         }
     )
-    progress.records.append(trainer.recorder.table(job.method.name, spec.index))
+    if trainer.recorder is not None:
+        progress.records.append(trainer.recorder.table(job.method.name, spec.index))
     progress.done.append(copy.deepcopy(trainer.module.state_dict()))
     progress.current = None
     checkpoint.save(progress, force=True)
@@ -341,7 +363,7 @@ def fit(
     progress = checkpoint.load() or Progress(run_id=run_id)
     trained: list[nn.Module] = []
     for spec in job.method.plan(cfg, data.q.shape[1]):
-        module = job.method.build(spec, cfg).to(data.q.device)
+        module = job.method.build(spec, cfg, job.opts).to(data.q.device)
         if spec.index <= len(progress.done):
             module.load_state_dict(progress.done[spec.index - 1])
         else:

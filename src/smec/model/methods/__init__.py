@@ -18,8 +18,9 @@ from smec.model.methods.search_adaptor import SearchAdaptor
 from smec.model.methods.smec import SMEC
 from smec.model.methods.smrl import SMRL
 from smec.model.methods.smrl_ads import SMRLADS
+from smec.model.methods.smrl_sxbm import SMRLSXBM
 from smec.model.methods.truncate import Truncate
-from smec.params import Train
+from smec.params import Methods, Train
 
 REGISTRY: dict[str, Method | Baseline] = {
     m.name: m
@@ -30,6 +31,7 @@ REGISTRY: dict[str, Method | Baseline] = {
         MRL(),
         SMRL(),
         SMRLADS(),
+        SMRLSXBM(),
         SMEC(),
         MatryoshkaAdaptor(),
         SearchAdaptor(),
@@ -56,20 +58,29 @@ def learned(name: str) -> Method:
 
 
 def restore(meta: dict, states: list[dict]) -> list:
-    """A method's trained modules from `artifacts.read_modules`, in evaluation mode."""
-    method, cfg = learned(meta["method"]), Train(method_dims=meta["dims"])
+    """A method's trained modules from `artifacts.read_modules`, in evaluation mode (`meta`:
+    `method`, `dims`, `in_dim`, and the `bias` and `methods` options they were built with)."""
+    method = learned(meta["method"])
+    cfg = Train(method_dims=meta["dims"], bias=meta.get("bias", False))
+    opts = Methods(**meta.get("methods", {}))
     modules = []
     for spec, state in zip(method.plan(cfg, meta["in_dim"]), states, strict=True):
-        module = method.build(spec, cfg)
+        module = method.build(spec, cfg, opts)
         module.load_state_dict(state)
         modules.append(module.requires_grad_(False).eval())
     return modules
 
 
-def baselines(q: torch.Tensor, c: torch.Tensor, dims: list[int], seed: int = 0):
+def baselines(q: torch.Tensor, c: torch.Tensor, dims: list[int], seeds: int = 1):
     """(labels, queries, corpus) of every learning-free baseline at every width, each fitted on
-    the corpus `c` (widths outermost)."""
-    fitted = {name: REGISTRY[name].fit(c, seed) for name in BASELINES}
-    for d in dims:
-        for name, embed in fitted.items():
-            yield {"method": name, "dim": d}, embed(q, d), embed(c, d)
+    the corpus `c`: one fit for a deterministic baseline, one per seed for a seeded one
+    (labels: `method`, `dim`, `seed`; seeds outermost, then widths)."""
+    for seed in range(seeds):
+        fitted = {
+            name: REGISTRY[name].fit(c, seed)
+            for name in BASELINES
+            if seed == 0 or REGISTRY[name].seeded
+        }
+        for d in dims:
+            for name, embed in fitted.items():
+                yield {"method": name, "dim": d, "seed": seed}, embed(q, d), embed(c, d)

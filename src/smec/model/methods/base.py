@@ -44,13 +44,14 @@ class StepSpec:
     eval_dims: list[int]  # the method's embeddings this step produces (held-out nDCG@10)
     chained: bool  # its input is the frozen output of the steps before it (else x)
     split: int  # the recorder's statistics: rows [0, split) low, [split, rows) high
+    rows: int | None = None  # the rows a loss reaches (the statistics' rows); None: all
 
 
 @dataclass
 class Context:
     """What a step's loss needs beyond the batch: where training is, and which rows."""
 
-    progress: float  # fraction of the step's epochs done
+    progress: float  # fraction of the step's optimiser steps done before this one, in [0, 1)
     generator: torch.Generator  # this epoch's draws (Gumbel noise)
     qi: torch.Tensor  # the batch's query rows
     di: torch.Tensor  # the batch's document rows
@@ -69,10 +70,26 @@ class Tables:
 
 
 class Objective:
-    """A step's training loss for one batch; `module` is the step being trained."""
+    """A step's training loss for one batch; `module` is the step being trained. An objective
+    with state of its own (a memory, a record of its masks) saves it with the checkpoint, and
+    may report diagnostics per epoch and, once the step ends, per epoch again."""
 
     def __call__(self, module, zq, zd, batch: Batch, ctx: Context) -> torch.Tensor:
         raise NotImplementedError
+
+    def end_epoch(self, module) -> dict[str, float]:
+        """Diagnostics of the epoch just trained (MLflow metrics, history columns)."""
+        return {}
+
+    def end_step(self, module) -> list[dict[str, float]]:
+        """Diagnostics of each epoch of the step, known only once it ends."""
+        return []
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Restore what `state` saved (nothing, for a stateless objective)."""
 
 
 class NestedObjective(Objective):
@@ -108,9 +125,14 @@ class Method:
         """The steps for the nested widths `cfg.method_dims`."""
         raise NotImplementedError
 
-    def build(self, spec: StepSpec, cfg: Train) -> nn.Module:
-        """A fresh module for `spec`, its weights drawn from the seed."""
+    def build(self, spec: StepSpec, cfg: Train, opts: Methods) -> nn.Module:
+        """A fresh module for `spec`: it starts as `cfg.init` says (`identity`: the frozen
+        embedding, truncated; `random`: drawn from the seed)."""
         raise NotImplementedError
+
+    def lr_overrides(self, opts: Methods) -> dict[str, float]:
+        """Learning rates of the module's parameters that do not train at `train.lr`, by name."""
+        return {}
 
     def objective(self, spec: StepSpec, cfg: Train, opts: Methods, tables: Tables) -> Objective:
         """The loss of one step."""
@@ -161,7 +183,10 @@ class Chained(Method):
         maps = []
         for module in modules[: width_index(dims, d) + 1]:
             rows = module.indices() if hasattr(module, "indices") else slice(None)
-            maps.append(module.weight[rows].clone())
+            weight = module.weight
+            if weight is None:  # a selection without a map: rows of the identity
+                weight = torch.eye(len(module.logits), device=module.logits.device)
+            maps.append(weight[rows].clone())
         return maps
 
 

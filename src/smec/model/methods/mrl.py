@@ -39,7 +39,7 @@ class MRL(Method):
             )
         ]
 
-    def build(self, spec, cfg):
+    def build(self, spec, cfg, opts):
         return heads.make_head(
             spec.in_dim, spec.out_dim, cfg.bias, cfg.init, module_seed(spec, cfg)
         )

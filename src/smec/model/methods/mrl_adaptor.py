@@ -6,7 +6,15 @@ from __future__ import annotations
 import torch
 
 from smec.model import adaptors
-from smec.model.methods.base import Method, Objective, StepSpec, Style, nested_loss, width_index
+from smec.model.methods.base import (
+    Method,
+    Objective,
+    StepSpec,
+    Style,
+    module_seed,
+    nested_loss,
+    width_index,
+)
 from smec.model.nesting import NestedLoss
 from smec.params import Methods
 
@@ -47,11 +55,12 @@ class MatryoshkaAdaptor(Method):
                 eval_dims=dims,
                 chained=False,
                 split=dims[0] // 2,
+                rows=dims[0],  # rows past the widest prefix get no loss but L_rec's
             )
         ]
 
-    def build(self, spec, cfg):
-        return adaptors.Adaptor(spec.in_dim)
+    def build(self, spec, cfg, opts):
+        return adaptors.Adaptor(spec.in_dim, cfg.init, module_seed(spec, cfg))
 
     def objective(self, spec, cfg, opts, tables):
         return MatryoshkaAdaptorObjective(nested_loss(spec, cfg), spec.levels, opts)

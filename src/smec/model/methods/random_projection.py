@@ -9,12 +9,15 @@ from smec.model.methods.base import Baseline, Embedder, Style
 
 
 class Gaussian(Embedder):
+    """In float64, returned as float32 (as PCA): the vectors do not depend on how the rows are
+    batched, so a sharded evaluation scores what one process scores."""
+
     def __init__(self, dim: int, seed: int, device: torch.device):
         gen = torch.Generator().manual_seed(seed)
-        self.matrix = torch.randn(dim, dim, generator=gen).to(device)
+        self.matrix = torch.randn(dim, dim, generator=gen, dtype=torch.float64).to(device)
 
     def __call__(self, x, d):
-        return x @ self.matrix[:d].T / d**0.5
+        return (x.double() @ self.matrix[:d].T / d**0.5).float()
 
 
 class RandomProjection(Baseline):

@@ -6,7 +6,14 @@ from __future__ import annotations
 import torch
 
 from smec.model import adaptors
-from smec.model.methods.base import Method, Objective, StepSpec, Style, width_index
+from smec.model.methods.base import (
+    Method,
+    Objective,
+    StepSpec,
+    Style,
+    module_seed,
+    width_index,
+)
 from smec.params import Methods
 
 
@@ -35,12 +42,13 @@ class SearchAdaptor(Method):
                 eval_dims=[d],
                 chained=False,
                 split=d // 2,
+                rows=d,
             )
             for t, d in enumerate(cfg.method_dims, 1)
         ]
 
-    def build(self, spec, cfg):
-        return adaptors.Adaptor(spec.in_dim)
+    def build(self, spec, cfg, opts):
+        return adaptors.Adaptor(spec.in_dim, cfg.init, module_seed(spec, cfg))
 
     def objective(self, spec, cfg, opts, tables):
         return SearchAdaptorObjective(spec.levels[0], opts)

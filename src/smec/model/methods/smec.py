@@ -1,42 +1,40 @@
 """SMEC, the paper's method: SMRL + ADS with the S-XBM term (:mod:`smec.model.xbm`):
-L(y ⊙ m) + λ L_sxbm."""
+L(y ⊙ m) + λ L_sxbm on the kept coordinates."""
 
 from __future__ import annotations
 
 import torch
 
 from smec.model import xbm
-from smec.model.methods.base import Style, Tables, nested_loss
+from smec.model.methods.base import Style, Tables
 from smec.model.methods.smrl_ads import SMRLADS, ADSObjective
 from smec.model.nesting import NestedLoss
 from smec.params import Methods
 
 
 class SXBMObjective(ADSObjective):
-    """The ADS loss plus λ × S-XBM's term over a memory of the training items."""
+    """The ADS loss plus λ × S-XBM's term over a memory of the training items, both on the
+    coordinates this step's mask keeps."""
 
-    def __init__(self, loss: NestedLoss, opts: Methods, tables: Tables):
-        super().__init__(loss, opts)
-        self.inputs, self.n_queries = tables.inputs, tables.n_queries
-        self.sims = xbm.Similarities(tables.full, tables.universe)
-        capacity = min(opts.xbm_capacity, len(tables.universe))
-        self.memory = xbm.Memory(capacity, self.inputs.device)
+    def __init__(self, loss: NestedLoss, opts: Methods, tables: Tables, pair=None):
+        super().__init__(loss, opts, pair)
+        self.term = xbm.CrossBatchTerm(tables, opts)
 
     def __call__(self, module, zq, zd, batch, ctx):
-        mask, yq, yd = self.masked(module, zq, zd, ctx)
-        total = self.loss(yq, yd, batch)
-        ids = torch.cat([ctx.qi, ctx.di + self.n_queries])  # rows of the joint frozen table
-        k = self.opts.xbm_k
-        if len(self.memory) > k:
-            near, frozen = self.memory.neighbours(self.sims(ids, self.memory.ids), ids, k)
-            kept = mask.detach().nonzero().squeeze(1)
-            with torch.no_grad():  # the memory side is a constant, as in XBM
-                uniq, inverse = torch.unique(near, return_inverse=True)
-                z_near = (self.inputs[uniq] @ module.weight[kept].T)[inverse]
-            z_batch = torch.cat([yq, yd])[:, kept]
-            total = total + self.opts.xbm_weight * xbm.loss(z_batch, z_near, frozen)
-        self.memory.push(ids)
-        return total
+        total, mask, yq, yd = self.step_loss(module, zq, zd, batch, ctx)
+        kept = mask.detach().nonzero().squeeze(1)
+        z_batch = torch.cat([yq, yd])[:, kept]
+        return total + self.term(z_batch, lambda x: module.mapped(x)[:, kept], ctx.qi, ctx.di)
+
+    def end_epoch(self, module):
+        return super().end_epoch(module) | {"sxbm_active_steps": float(self.term.active_steps)}
+
+    def state(self):
+        return super().state() | {"term": self.term.state()}
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.term.load_state(state["term"])
 
 
 class SMEC(SMRLADS):
@@ -45,4 +43,5 @@ class SMEC(SMRLADS):
     style = Style("#d62728", "D")
 
     def objective(self, spec, cfg, opts, tables):
-        return SXBMObjective(nested_loss(spec, cfg), opts, tables)
+        base = super().objective(spec, cfg, opts, tables)
+        return SXBMObjective(base.loss, opts, tables, base.pair)

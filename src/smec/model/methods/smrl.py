@@ -14,7 +14,7 @@ class SMRL(Chained):
     style = Style("#1f5fa8", "s")
     distributable = True
 
-    def build(self, spec, cfg):
+    def build(self, spec, cfg, opts):
         return heads.make_head(
             spec.in_dim, spec.out_dim, cfg.bias, cfg.init, module_seed(spec, cfg)
         )
