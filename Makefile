@@ -10,7 +10,7 @@ export MPLBACKEND ?= Agg
 # DVC's stage commands call `python`: the venv's
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test test-team services services-stop lint ci-repro bench clean-venv
+.PHONY: repro test test-team services services-stop services-rotate lint ci-repro bench clean-venv
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,13 +27,17 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# A team's services on 127.0.0.1 (PostgreSQL, SeaweedFS's S3 gateway, an MLflow server), under
-# .services/; README "Working as a team".
+# A team's services on 127.0.0.1 (PostgreSQL, SeaweedFS's S3 gateway, an MLflow server), behind
+# generated credentials, under .services/; docs/team.md. `make services HOST=<address>` listens
+# there too (unencrypted: see docs/team.md).
 services: $(STAMP)
-	$(BIN)/python -m smec.infra.services start .services
+	$(BIN)/python -m smec.infra.services start .services $(if $(HOST),--host $(HOST))
 
-services-stop: $(STAMP)
+services-stop: $(STAMP)  # keeps the data and the credentials for the next start
 	$(BIN)/python -m smec.infra.services stop .services
+
+services-rotate: $(STAMP)  # new credentials; running services restart with them
+	$(BIN)/python -m smec.infra.services rotate .services
 
 test-team: $(STAMP)  # starts and stops its own services
 	$(BIN)/python -m pytest -q -m team tests/test_team.py

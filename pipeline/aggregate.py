@@ -25,6 +25,7 @@ def run(argv: list[str] | None = None) -> dict:
     ap = parser(__doc__, _bootstrap.CHECKOUT, outputs=OUTPUTS, many=("stats", "retrieval"))
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
     stats = pd.concat([artifacts.read_parquet(s) for s in args.stats], ignore_index=True)
     scores = pd.concat([artifacts.read_csv(s) for s in args.retrieval], ignore_index=True)
     epochs, g = p.render.epochs, p.gradstats

@@ -125,6 +125,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--checkpoints", type=Path, required=True, help="folder of resumable state")
     args = ap.parse_args(argv)
     p, method = params.load(args.params), methods.learned(args.method)
+    tracking.use_store()
     c = p.compare
     stage_in = inputs.read(args)
     data = training_data.train_data(stage_in, resolve(p.train.device))

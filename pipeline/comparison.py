@@ -51,6 +51,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
     c = p.compare
     trained = pd.concat([artifacts.read_parquet(s) for s in args.scores], ignore_index=True)
     untrained = baselines(inputs.read(args), c, resolve(p.evaluate.device))

@@ -23,6 +23,7 @@ def run(argv: list[str] | None = None) -> dict:
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
     corpus, queries = artifacts.read_texts(args.corpus, args.queries)
     device = resolve(p.encoder.device)
     model = encode.load_model(p.encoder.model, p.encoder.max_seq_length, device)

@@ -52,6 +52,10 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
+    run_ids = [artifacts.read_json(path)["run_id"] for path in args.runs]
+    for run_id, path in zip(run_ids, args.runs, strict=True):  # the models are logged there
+        tracking.check_run_exists(run_id, path)
     stage_in = inputs.read(args)
     ds = stage_in.ds
     c = torch.from_numpy(stage_in.corpus_emb)
@@ -60,17 +64,15 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     task = export.mteb_task_name(p.data.name)
     example = list(ds.queries.text[:2])
     per_query = []
-    tracking.experiment_id(p.tracking.experiment)  # the store exists before models are logged
     with (
         atomic.directory(args.models) as models_dir,
         atomic.directory(args.mteb) as mteb_dir,
         atomic.directory(args.trec) as trec_dir,
     ):
-        for modules_path, run_path in zip(args.modules, args.runs, strict=True):
+        for modules_path, run_id in zip(args.modules, run_ids, strict=True):
             meta, states = artifacts.read_modules(modules_path)
             modules, dims = methods.restore(meta, states), meta["dims"]
             method = methods.learned(meta["method"])
-            run_id = artifacts.read_json(run_path)["run_id"]
             for d in dims:
                 name = export.model_name(method.name, d)
                 start = time.perf_counter()

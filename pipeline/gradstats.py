@@ -22,6 +22,7 @@ OUTPUTS = ("table", "curves", "claims", "metrics")
 def run(argv: list[str] | None = None) -> dict:
     args = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS).parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
     record = pd.concat(
         [artifacts.read_parquet(args.mrl_gradients), artifacts.read_parquet(args.smrl_gradients)],
         ignore_index=True,

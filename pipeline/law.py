@@ -36,6 +36,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=inputs.OPTIONS, outputs=("table",))
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
     data = training_data.train_data(inputs.read(args), resolve(p.train.device))
     rows = []
     for dims, weights in p.law.configs():

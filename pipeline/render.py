@@ -95,6 +95,7 @@ def run(argv: list[str] | None = None) -> dict:
     ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=("out",))
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
     runs = {}
     for method, path in (("mrl", args.mrl_run), ("smrl", args.smrl_run)):
         runs[method] = artifacts.read_json(path)["run_id"]

@@ -22,7 +22,7 @@ import pandas as pd
 from smec import params
 from smec.data import artifacts, inputs
 from smec.errors import SmecError
-from smec.infra import provenance
+from smec.infra import provenance, tracking
 from smec.infra.cli import main, parser
 from smec.infra.device import resolve
 from smec.measure import gradstats, retrieval
@@ -43,6 +43,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--checkpoints", type=Path, required=True, help="folder of resumable state")
     args, overrides = ap.parse_known_args(argv)
     base, arm_set = params.load(args.params), params.overrides(overrides)
+    tracking.use_store()
     if missing := [f for f in params.ARM_FIELDS if f not in arm_set]:
         raise SmecError(f"dvc.yaml: sweep arm {args.arm!r} must set {', '.join(missing)}")
     p = params.with_train(base, arm_set, f"sweep arm {args.arm!r}")

@@ -40,6 +40,7 @@ def run(argv: list[str] | None = None) -> loop.Result | None:
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)
+    tracking.use_store()
     if distributed.relaunch(p.train.processes, __file__, sys.argv[1:] if argv is None else argv):
         return None  # torchrun's processes did the work
     stage_in = inputs.read(args)

@@ -1,10 +1,19 @@
+import ast
+import http.server
 import multiprocessing
+import shutil
 import subprocess
+import threading
+import time
 
 import mlflow
+import pytest
 
 from smec import params
-from smec.infra import tracking
+from smec.errors import SmecError
+from smec.infra import services, tracking
+
+from ..conftest import ROOT
 
 
 def _create(barrier, queue):
@@ -77,3 +86,77 @@ def test_a_run_name_fits_the_sql_stores_column_however_many_params_changed():
     assert len(name) == tracking.RUN_NAME_MAX and name.endswith("…")
     assert name.startswith("sweep@ce mrl · data.path=/long/")
     assert tracking.run_name("embed", params.Params()) == "embed · defaults"
+
+
+def test_a_tracking_uri_where_nothing_listens_fails_in_seconds_in_one_line(monkeypatch):
+    uri = f"http://127.0.0.1:{services.free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    start = time.perf_counter()
+    with pytest.raises(SmecError) as err:
+        tracking.use_store()
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    assert f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI): nothing answered" in message
+    assert "Connection refused" in message and "\n" not in message
+
+
+class NoSuchBucket(http.server.BaseHTTPRequestHandler):
+    """What an S3 gateway says to MLflow's REST path."""
+
+    def do_GET(self):
+        body = b"<?xml version='1.0'?><Error><Code>NoSuchBucket</Code></Error>"
+        self.send_response(404)
+        self.send_header("Content-Type", "application/xml")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_tracking_uri_that_is_not_an_mlflow_server_fails_naming_what_answered(monkeypatch):
+    server = http.server.HTTPServer(("127.0.0.1", 0), NoSuchBucket)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    try:
+        with pytest.raises(SmecError) as err:
+            tracking.use_store()
+    finally:
+        server.shutdown()
+    message = str(err.value)
+    assert f"{uri} (MLFLOW_TRACKING_URI): not an MLflow server:" in message
+    assert "HTTP 404" in message and "NoSuchBucket" in message and "\n" not in message
+
+
+def test_after_use_store_every_mlflow_call_lands_in_the_stages_store(
+    tmp_path, mlflow_template, monkeypatch
+):
+    """As under `dvc exp run --temp`: the stage runs in a copy, DVC_ROOT names the workspace,
+    and `mlflow.start_run` (no tracking URI of its own) must write into the workspace's store."""
+    workspace, copy = tmp_path / "workspace", tmp_path / "copy"
+    workspace.mkdir()
+    copy.mkdir()
+    shutil.copy(mlflow_template, workspace / "mlflow.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(workspace))
+    monkeypatch.chdir(copy)
+    assert tracking.use_store() == f"sqlite:///{workspace / 'mlflow.db'}"
+    with mlflow.start_run() as run:
+        mlflow.log_metric("m", 1.0)
+    client = mlflow.MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+    assert not (copy / "mlflow.db").exists()
+
+
+def test_every_stage_that_logs_checks_its_store_before_its_work():
+    """`tracking.use_store()` right after the params are read: before inputs, outputs or the
+    first MLflow call (prepare logs nothing)."""
+    for script in sorted((ROOT / "pipeline").glob("*.py")):
+        if script.stem in ("_bootstrap", "where", "prepare"):
+            continue
+        (run,) = [f for f in ast.parse(script.read_text()).body if getattr(f, "name", "") == "run"]
+        calls = [ast.unparse(s) for s in run.body]
+        loads = [i for i, c in enumerate(calls) if "params.load(" in c]
+        assert loads, script
+        assert calls[loads[0] + 1] == "tracking.use_store()", script.name

@@ -1,4 +1,5 @@
-"""Atomic writes: a stage that fails leaves either the old output or none, never half of one."""
+"""Atomic writes: a stage that fails leaves either the old output or none, never half of one;
+secrets in files only their owner reads."""
 
 from __future__ import annotations
 
@@ -62,3 +63,17 @@ def write_json(path: str | Path, data: object) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     return write(path, lambda p: p.write_text(text))
+
+
+def write_private(path: str | Path, text: str) -> Path:
+    """Write a file only its owner may read or write (mode 600 from its first byte on)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path

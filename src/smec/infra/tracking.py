@@ -3,7 +3,9 @@
 The store is `MLFLOW_TRACKING_URI` if set, else a sqlite file `mlflow.db` at the repository root
 with artifacts under `mlruns/`. The root is `DVC_ROOT` when DVC runs the stage (so `dvc exp run
 --temp` and `--queue` write into the real store, not the temporary copy), else the folder of
-the git checkout, else the current folder.
+the git checkout, else the current folder. Every stage calls :func:`use_store` before its work:
+it checks that the store answers, as an MLflow store, within seconds, and points every MLflow
+call of the process at it.
 
 Layout: every stage execution is a run nested under the run of the pipeline execution it is
 part of (one `dvc repro` or one `dvc exp run`; see :func:`smec.infra.provenance.execution`), named
@@ -36,6 +38,8 @@ TAG_PARENT = "mlflow.parentRunId"
 # experiment is not a GenAI one; a new experiment otherwise opens on an empty traces overview.
 TAG_KIND = "mlflow.experimentKind"
 KIND = "custom_model_development"
+PROBE = "/api/2.0/mlflow/experiments/search"  # what use_store asks a tracking server
+PROBE_TIMEOUT = 5  # seconds
 RUN_NAME_MAX = 250  # the `runs.name` column of MLflow's SQL schema
 # Files the pipeline itself rewrites while it runs: their changes do not make the code dirty.
 PIPELINE_RECORDS = ("dvc.lock", "params.yaml", "metrics")
@@ -55,6 +59,82 @@ def root() -> Path:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root() / 'mlflow.db'}"
+
+
+def use_store() -> str:
+    """Check the stage's store and point every MLflow call of this process at it (`mlflow.
+    start_run` included); returns its URI. A store that is down, wrong or elsewhere stops the
+    stage in seconds with one line, before it has computed or written anything."""
+    import mlflow
+
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        _probe(uri)
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise SmecError(f"the MLflow store {uri}: the folder {folder} does not exist")
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _probe(uri: str) -> None:
+    """One REST call to the tracking server, without MLflow's retries (minutes, by default)
+    unless MLFLOW_HTTP_REQUEST_MAX_RETRIES / MLFLOW_HTTP_REQUEST_TIMEOUT ask for them."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES as RETRIES
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT as TIMEOUT
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    where = f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI)"
+    try:
+        response = http_request(
+            get_default_host_creds(uri),
+            PROBE,
+            "GET",
+            max_retries=RETRIES.get() if RETRIES.is_set() else 0,
+            timeout=TIMEOUT.get() if TIMEOUT.is_set() else PROBE_TIMEOUT,
+            raise_on_status=False,
+            params={"max_results": 1},
+        )
+    except MlflowException as exc:
+        raise SmecError(
+            f"{where}: nothing answered ({_root_cause(exc)}); start it, or unset "
+            "MLFLOW_TRACKING_URI for this checkout's mlflow.db (to wait for a server that is "
+            "restarting, set MLFLOW_HTTP_REQUEST_MAX_RETRIES: docs/pipeline.md)"
+        ) from None
+    if problem := _not_mlflow(response):
+        raise SmecError(f"{where}: {problem}")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost exception behind `exc`, in its own words (`[Errno 111] Connection
+    refused`, `timed out`, ...)."""
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__
+    return str(exc) or type(exc).__name__
+
+
+def _not_mlflow(response) -> str | None:
+    """What is wrong with the probe's answer, or None when an MLflow server gave it."""
+    code = response.status_code
+    if code == 401:
+        return (
+            "it asks for credentials (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to the ones `make services` printed"
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if code == 200 and isinstance(body, dict):
+        return None
+    if isinstance(body, dict) and "error_code" in body:
+        return f"it answered HTTP {code}: {body['error_code']}: {body.get('message', '')}"
+    server = response.headers.get("Server", "the server")
+    text = " ".join(response.text.split())[:160] or "an empty body"
+    return f"not an MLflow server: {server} answered HTTP {code} to {PROBE}: {text}"
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
