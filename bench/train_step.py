@@ -200,7 +200,7 @@ def main() -> None:
         return
     cfg, data, source, epochs = setup(args)
     steps = len(epochs[0])
-    pairs_per_run = sum(len(b) for batch_idx in epochs for b in batch_idx)
+    pairs_per_run = sum(b.shape[-1] for batch_idx in epochs for b in batch_idx)
     print(f"data: {source}; {len(data.pairs)} training pairs, {len(data.c)} docs")
     print(
         f"loss {cfg.loss}, batch {cfg.batch_size}, {steps} steps/epoch, {args.epochs} "

@@ -1,0 +1,237 @@
+"""Print the Markdown tables of docs/results.md from the files the pipeline wrote (`reports/`),
+so every number on that page is pasted from this output, never typed.
+
+    python scripts/results_tables.py > /tmp/tables.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+REPORTS = Path("reports")
+LABELS = {
+    "truncate": "truncate (untrained)",
+    "pca": "PCA (untrained)",
+    "random_projection": "random projection (untrained)",
+    "mrl": "MRL",
+    "smrl": "SMRL",
+    "smrl_ads": "SMRL + ADS",
+    "smrl_sxbm": "SMRL + S-XBM",
+    "smec": "SMEC (SMRL + ADS + S-XBM)",
+    "mrl_adaptor": "Matryoshka-Adaptor",
+    "search_adaptor": "Search-Adaptor",
+}
+
+
+def interval(mean: float, low: float, high: float, digits: int = 3) -> str:
+    if pd.isna(low):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def p_value(p: float) -> str:
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def head(cells: list[str]) -> str:
+    return row(cells) + "\n" + row(["---"] * len(cells))
+
+
+def smallest(falls: dict, kind: str) -> str:
+    """The smallest of the falls (epoch 0 over the last plotted epoch) of one kind."""
+    f = min((v for k, v in falls.items() if kind in k), key=lambda v: v["mean"])
+    return f"{f['mean']:,.1f}x [{f['ci_low']:,.1f}, {f['ci_high']:,.1f}]"
+
+
+def claims() -> str:
+    """Claims 1-3 per arm (`claims.json`): the ratios and the verdicts on their intervals."""
+    arms = json.loads((REPORTS / "claims.json").read_text())["arms"]
+    cols = ["arm", "MRL low/high e0", "SMRL low/high e0", "MRL/SMRL var e0"]
+    lines = [head([*cols, "smallest fall, bars", "... variances", "claims 1 / 2 / 3"])]
+    for arm, c in arms.items():
+        one, two, three = c["claim1_low_rows_gradient"], c["claim2_variance"], c["claim3_fall"]
+        var = two["mrl_over_smrl_var"]
+        ratios = (one["mrl_low_over_high"], one["smrl_low_over_high"], var[min(var, key=int)])
+        cells = [arm, *(interval(v["mean"], v["ci_low"], v["ci_high"], 2) for v in ratios)]
+        falls = three["fall_first_over_last"]
+        cells += [smallest(falls, "avg_grad"), smallest(falls, "grad_var")]
+        cells.append(" / ".join("✓" if x["passed"] else "✗" for x in (one, two, three)))
+        lines.append(row(cells))
+    return "\n".join(lines)
+
+
+def law() -> str:
+    t = pd.read_csv(REPORTS / "law.csv")
+    lines = [head(["nesting D/d", "weights c₁/c₂", "predicted", "measured (seeds)"])]
+    for r in t.itertuples():
+        lines.append(
+            row(
+                [r.nesting, r.weights, f"{r.predicted:g}", interval(r.mean, r.ci_low, r.ci_high, 2)]
+            )
+        )
+    return "\n".join(lines)
+
+
+def sweep() -> str:
+    """MRL and SMRL per arm and width over seeds, and their paired (same seed) difference."""
+    t = pd.read_csv(REPORTS / "sweep_scores.csv")
+    t = t[t.measure == "ndcg_at_10"].set_index(["arm", "method", "dim"])
+    cols = [f"{c}, d{d}" for d in (96, 192) for c in ("MRL", "SMRL", "MRL − SMRL")]
+    lines = [head(["arm", *cols])]
+    for arm in dict.fromkeys(t.index.get_level_values(0)):
+        cells = [arm]
+        for dim in (96, 192):
+            for method in ("mrl", "smrl", "mrl-smrl"):
+                r = t.loc[arm, method, dim]
+                cells.append(interval(r["mean"], r.ci_low, r.ci_high))
+        lines.append(row(cells))
+    return "\n".join(lines)
+
+
+def variance_readings() -> str:
+    """MRL/SMRL gradient variance at epoch 0 under each reading (`claims.json`)."""
+    arms = json.loads((REPORTS / "claims.json").read_text())["arms"]
+    readings = ("elements", "noise", "rows")
+    lines = [head(["arm", *(f"`{r}`" for r in readings)])]
+    for arm, c in arms.items():
+        by = c["claim2_variance"]["by_reading"]
+        cells = [
+            interval(by[r]["0"]["mean"], by[r]["0"]["ci_low"], by[r]["0"]["ci_high"], 2)
+            for r in readings
+        ]
+        lines.append(row([arm, *cells]))
+    return "\n".join(lines)
+
+
+def updates() -> str:
+    """Gradient and update low/high ratios at epochs 0 and 30 (`gradstats_ci.csv`)."""
+    t = pd.read_csv(REPORTS / "gradstats_ci.csv").set_index(["arm", "method", "epoch", "quantity"])
+    lines = [
+        head(
+            [
+                "arm",
+                "MRL gradient low/high e0",
+                "MRL update low/high e0",
+                "e30",
+                "SMRL update low/high e0",
+            ]
+        )
+    ]
+    for arm in ("rank", "rank_sgd"):
+        cells = [arm]
+        for method, epoch, q in (
+            ("mrl", 0, "low_over_high"),
+            ("mrl", 0, "update_low_over_high"),
+            ("mrl", 30, "update_low_over_high"),
+            ("smrl", 0, "update_low_over_high"),
+        ):
+            if (arm, method, epoch, q) not in t.index:
+                cells.append("")
+                continue
+            r = t.loc[arm, method, epoch, q]
+            cells.append(interval(r["mean"], r.ci_low, r.ci_high, 2))
+        lines.append(row(cells))
+    return "\n".join(lines)
+
+
+def comparison(init: str) -> str:
+    """One start's table: nDCG@10 [interval over seeds] per width, and the paired difference
+    from MRL (p)."""
+    t = pd.read_csv(REPORTS / "comparison.csv")
+    t = t[t["init"] == init]
+    dims = sorted(t.dim.unique(), reverse=True)
+    lines = [head(["method"] + [c for d in dims for c in (f"d = {d}", "vs MRL (p)")])]
+    for method in dict.fromkeys(t.method):
+        cells = [LABELS.get(method, method)]
+        for d in dims:
+            r = t[(t.method == method) & (t.dim == d)].iloc[0]
+            cells.append(interval(r.ndcg_at_10, r.ci_low, r.ci_high))
+            vs = (
+                ""
+                if pd.isna(r.get("p_vs_mrl"))
+                else f"{r.delta_vs_mrl:+.3f} ({p_value(r.p_vs_mrl)})"
+            )
+            cells.append(vs)
+        lines.append(row(cells))
+    return "\n".join(lines)
+
+
+def smec_pairs(init: str) -> str:
+    """SMEC − every other method, and every learned method − the best baseline (p)."""
+    t = pd.read_csv(REPORTS / "comparison_pairs.csv")
+    t = t[(t["init"] == init) & (t.kind != "vs mrl")]
+    dims = sorted(t.dim.unique(), reverse=True)
+    lines = [head(["difference", *(f"d = {d}" for d in dims)])]
+    for (kind, a, b), g in t.groupby(["kind", "a", "b"], sort=False):
+        name = f"SMEC − {LABELS[b]}" if kind == "smec vs" else f"{LABELS[a]} − best baseline"
+        by_dim = g.set_index("dim")
+        cells = [name]
+        for d in dims:
+            if d not in by_dim.index:
+                cells.append("")
+                continue
+            r = by_dim.loc[d]
+            extra = f", {r.b}" if kind != "smec vs" else ""
+            cells.append(f"{r.delta:+.3f} ({p_value(r.p)}{extra})")
+        lines.append(row(cells))
+    return "\n".join(lines)
+
+
+def selection() -> str:
+    t = pd.read_csv(REPORTS / "comparison_selection.csv")
+    lines = [head(["start", "method", "quantity", "mean [interval over seeds]"])]
+    for r in t.itertuples():
+        lines.append(
+            row([r.init, LABELS[r.method], r.quantity, interval(r.mean, r.ci_low, r.ci_high)])
+        )
+    return "\n".join(lines)
+
+
+def retrieval() -> str:
+    t = pd.read_csv(REPORTS / "retrieval.csv")
+    t = t[(t.precision == "float32") & t.model.isin(["untrained", "train"])]
+    lines = [head(["method", "dim", "nDCG@10", "Recall@100", "MRR@10"])]
+    for r in t.itertuples():
+        lines.append(
+            row(
+                [
+                    r.method,
+                    str(r.dim),
+                    f"{r.ndcg_at_10:.4f}",
+                    f"{r.recall_at_100:.4f}",
+                    f"{r.mrr_at_10:.4f}",
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    inits = list(dict.fromkeys(pd.read_csv(REPORTS / "comparison.csv")["init"]))
+    sections = [
+        ("claims (claims.json)", claims()),
+        ("law (law.csv)", law()),
+        ("sweep (sweep_scores.csv)", sweep()),
+        ("variance readings (claims.json)", variance_readings()),
+        ("updates (gradstats_ci.csv)", updates()),
+    ]
+    for init in inits:
+        sections.append((f"comparison, start {init} (comparison.csv)", comparison(init)))
+        sections.append((f"pairs, start {init} (comparison_pairs.csv)", smec_pairs(init)))
+    sections += [
+        ("selection (comparison_selection.csv)", selection()),
+        ("retrieval, float32 (retrieval.csv)", retrieval()),
+    ]
+    for title, text in sections:
+        print(f"### {title}\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
