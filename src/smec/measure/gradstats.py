@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from smec.measure.intervals import QUANTITIES
+
 RECORD_COLUMNS = [
     "method",
     "head",
@@ -211,21 +213,7 @@ def kept_rows(record: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
     return kept
 
 
-FIGURE_COLUMNS = [
-    "method",
-    "epoch",
-    "avg_grad_low",
-    "avg_grad_high",
-    "grad_var",
-    "low_over_high",
-    "grad_var_elements",
-    "grad_var_rows",
-    "grad_var_noise",
-    "avg_update_low",
-    "avg_update_high",
-    "update_low_over_high",
-    "steps",
-]
+FIGURE_COLUMNS = ["method", "epoch", *QUANTITIES, "steps"]
 
 
 def figure_table(record: pd.DataFrame, dims: list[int], variance: str) -> pd.DataFrame:

@@ -157,38 +157,6 @@ def evaluate(qrels: dict, run: dict) -> dict[str, float]:
     return {name: float(scores[m]) for name, m in MEASURES.items()}
 
 
-def per_query(
-    queries: torch.Tensor,
-    corpus: torch.Tensor,
-    query_ids,
-    corpus_ids,
-    qrels: dict,
-    chunk_size: int = 8192,
-) -> pd.DataFrame:
-    """Search, then each query's measures (one row per query of `qrels`; a query the run lacks
-    scores 0), for paired tests between methods."""
-    _, top = search(queries, corpus, 100, chunk_size)
-    run = run_dict(query_ids, corpus_ids, top)
-    rows: dict[str, dict[str, float]] = {q: dict.fromkeys(MEASURES, 0.0) for q in qrels}
-    names = {m: name for name, m in MEASURES.items()}
-    for metric in ir_measures.iter_calc(list(MEASURES.values()), qrels, run):
-        rows[metric.query_id][names[metric.measure]] = float(metric.value)
-    return pd.DataFrame([{"query_id": q, **v} for q, v in sorted(rows.items())])
-
-
-def score(
-    queries: torch.Tensor,
-    corpus: torch.Tensor,
-    query_ids,
-    corpus_ids,
-    qrels: dict,
-    chunk_size: int = 8192,
-) -> dict[str, float]:
-    """Search and evaluate in one call."""
-    _, top = search(queries, corpus, 100, chunk_size)
-    return evaluate(qrels, run_dict(query_ids, corpus_ids, top))
-
-
 @dataclass(frozen=True)
 class TestSet:
     """The test split of a prepared data set: its query ids (sorted), their frozen embeddings,
@@ -207,12 +175,24 @@ class TestSet:
         queries = queries_emb[[row_of[i] for i in qids]]
         return cls(qids, queries, qrels_dict(test), list(ds.corpus.corpus_id))
 
+    def run(self, zq: torch.Tensor, zc: torch.Tensor, chunk_size: int = 8192) -> dict:
+        """The top 100 of compressed test queries `zq` against the compressed corpus `zc`."""
+        _, top = search(zq, zc, 100, chunk_size)
+        return run_dict(self.query_ids, self.corpus_ids, top)
+
     def score(self, zq: torch.Tensor, zc, chunk_size: int = 8192) -> dict[str, float]:
-        """The measures of compressed test queries `zq` against the compressed corpus `zc`."""
-        return score(zq, zc, self.query_ids, self.corpus_ids, self.qrels, chunk_size)
+        """The measures of `zq` against `zc`, averaged over the test queries."""
+        return evaluate(self.qrels, self.run(zq, zc, chunk_size))
 
     def per_query(self, zq: torch.Tensor, zc: torch.Tensor) -> pd.DataFrame:
-        return per_query(zq, zc, self.query_ids, self.corpus_ids, self.qrels)
+        """Each test query's measures (one row per query of the qrels; a query the run lacks
+        scores 0), for paired tests between methods."""
+        run = self.run(zq, zc)
+        rows: dict[str, dict[str, float]] = {q: dict.fromkeys(MEASURES, 0.0) for q in self.qrels}
+        names = {m: name for name, m in MEASURES.items()}
+        for metric in ir_measures.iter_calc(list(MEASURES.values()), self.qrels, run):
+            rows[metric.query_id][names[metric.measure]] = float(metric.value)
+        return pd.DataFrame([{"query_id": q, **v} for q, v in sorted(rows.items())])
 
     def score_members(self, zq: torch.Tensor, zc: torch.Tensor) -> list[float]:
         """nDCG@10 of each member's queries (S, Nq, d) against its corpus (S, Nc, d), in one

@@ -203,6 +203,25 @@ class Chained(Method):
         return maps
 
 
+class Prefixed(Method):
+    """One module whose width-d embedding is the first d coordinates of its output (MRL and
+    Matryoshka-Adaptor)."""
+
+    def matrix(self, module: nn.Module) -> torch.Tensor:
+        """The module as one linear map, (S, out, in)."""
+        return module.weight
+
+    @torch.no_grad()
+    def embed_at(self, modules, dims, x, d):
+        width_index(dims, d)
+        return modules[0](heads.members(x, n_members(modules[0])))[..., :d]
+
+    @torch.no_grad()
+    def linear_maps(self, modules, dims, d):
+        width_index(dims, d)
+        return [self.matrix(modules[0])[:, :d].clone()]
+
+
 def width_index(dims: list[int], d: int) -> int:
     """The position of width `d` among a method's nested widths."""
     if d not in dims:

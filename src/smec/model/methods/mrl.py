@@ -3,22 +3,18 @@ width-d embedding is head(x)[:d] (Kusupati et al. 2022)."""
 
 from __future__ import annotations
 
-import torch
-
 from smec.model import heads
 from smec.model.methods.base import (
-    Method,
     NestedObjective,
+    Prefixed,
     StepSpec,
     Style,
     module_seeds,
-    n_members,
     nested_loss,
-    width_index,
 )
 
 
-class MRL(Method):
+class MRL(Prefixed):
     name = "mrl"
     label = "MRL"
     style = Style("#e6670d", "o")
@@ -47,13 +43,3 @@ class MRL(Method):
 
     def objective(self, spec, cfg, opts, tables):
         return NestedObjective(nested_loss(spec, cfg))
-
-    @torch.no_grad()
-    def embed_at(self, modules, dims, x, d):
-        width_index(dims, d)
-        return modules[0](heads.members(x, n_members(modules[0])))[..., :d]
-
-    @torch.no_grad()
-    def linear_maps(self, modules, dims, d):
-        width_index(dims, d)
-        return [modules[0].weight[:, :d].clone()]

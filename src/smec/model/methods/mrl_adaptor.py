@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from smec.model import adaptors, heads
+from smec.model import adaptors
 from smec.model.methods.base import (
-    Method,
     Objective,
+    Prefixed,
     StepSpec,
     Style,
     module_seeds,
-    n_members,
     nested_loss,
-    width_index,
 )
 from smec.model.nesting import NestedLoss
 from smec.params import Methods
@@ -38,7 +36,7 @@ class MatryoshkaAdaptorObjective(Objective):
         return total
 
 
-class MatryoshkaAdaptor(Method):
+class MatryoshkaAdaptor(Prefixed):
     name = "mrl_adaptor"
     label = "Matryoshka-Adaptor"
     style = Style("#b15928", "v")
@@ -66,12 +64,5 @@ class MatryoshkaAdaptor(Method):
     def objective(self, spec, cfg, opts, tables):
         return MatryoshkaAdaptorObjective(nested_loss(spec, cfg), spec.levels, opts)
 
-    @torch.no_grad()
-    def embed_at(self, modules, dims, x, d):
-        width_index(dims, d)
-        return modules[0](heads.members(x, n_members(modules[0])))[..., :d]
-
-    @torch.no_grad()
-    def linear_maps(self, modules, dims, d):
-        width_index(dims, d)
-        return [adaptors.as_matrix(modules[0])[:, :d].clone()]
+    def matrix(self, module):
+        return adaptors.as_matrix(module)
