@@ -362,17 +362,20 @@ def test_a_stage_against_a_dead_or_wrong_tracking_uri_fails_in_seconds_in_one_li
 
 
 def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspaces_store(
-    tracked, tmp_path
+    team, tracked, tmp_path
 ):
     """`dvc exp run --temp` runs the stages in a temporary copy; with no MLFLOW_TRACKING_URI the
     store is the clone's own mlflow.db (DVC_ROOT), never the copy's. `export` logged its models
     on the comparison's training runs before anything had set the store (`Run with id=... not
-    found`, in the copy's store). A fresh clone has no cache: every stage up to export runs."""
+    found`, in the copy's store). A fresh clone has no cache: every stage up to export runs.
+    The clone has the team's default DVC remote (committed by the push test) and, as a
+    teammate would, its keys in `.dvc/config.local`."""
     repo, env = tracked
     env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
     (clone / ".venv").symlink_to(BIN.parent)
+    remote(clone, env, team)  # a teammate's DVC keys (without them: `Unable to locate credentials`)
     out = sh([DVC, "exp", "run", "--temp", "-n", "to-export", "export"], clone, env)
     assert "Ran experiment(s)" in out.stdout
     client = mlflow.MlflowClient(f"sqlite:///{clone / 'mlflow.db'}")
