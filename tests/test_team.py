@@ -368,10 +368,13 @@ def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspa
     store is the clone's own mlflow.db (DVC_ROOT), never the copy's. `export` logged its models
     on the comparison's training runs before anything had set the store (`Run with id=... not
     found`, in the copy's store). A fresh clone has no cache: every stage up to export runs.
-    The clone has the team's default DVC remote (committed by the push test) and, as a
-    teammate would, its keys in `.dvc/config.local`."""
+    The clone has the team's default DVC remote, with the outputs pushed there, and, as a
+    teammate would, its keys in `.dvc/config.local` (DVC reads the lock's outputs of the
+    stages it does not run, `figures/` say, from there)."""
     repo, env = tracked
     env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}
+    remote(repo, env, team)
+    sh([DVC, "push"], repo, env)  # the team's outputs on its remote, as a teammate finds them
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
     (clone / ".venv").symlink_to(BIN.parent)
