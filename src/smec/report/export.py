@@ -6,26 +6,47 @@ Every trained method's width-d embedding is the frozen encoder followed by a few
 `SentenceTransformer(path)` and needs nothing from this project. An ADS head's selection is
 folded into its map (the kept rows of W_t), an adaptor's skip connection into I + A, and
 MRL's head exported at its full width also serves every narrower width through
-`SentenceTransformer(path, truncate_dim=d)`.
+`SentenceTransformer(path, truncate_dim=d)`. In MLflow the encoder is logged once and each
+model refers to it (`smec.report.shared_encoder`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 
 
-def sentence_transformer(encoder, maps: list[torch.Tensor]):
-    """The encoder's modules followed by one bias-free, activation-free Dense per map."""
+def sentence_transformer(encoder, maps: list[torch.Tensor], first=None):
+    """The encoder's modules followed by one bias-free, activation-free Dense per map; `first`
+    (a `SharedEncoder`) stands in for the encoder's transformer when given."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Dense
 
     layers = [module for module in encoder]
+    if first is not None:
+        layers[0] = first
     for w in maps:
         dense = Dense(w.shape[1], w.shape[0], bias=False, activation_function=nn.Identity())
         dense.linear.weight.data.copy_(w)
         layers.append(dense)
     return SentenceTransformer(modules=layers, device="cpu")
+
+
+def shared_encoder(folder: str, model_uri: str):
+    """The encoder saved in `folder` as a `SharedEncoder` referring to its logged copy.
+
+    The class is loaded the way a model's loader will load it, through Hugging Face's dynamic
+    modules (`transformers_modules.*`), so that saving a model copies `shared_encoder.py` into
+    it and names the class by that file: the model needs nothing of this project."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    from smec.report import shared_encoder as source
+
+    here = str(Path(source.__file__).parent)
+    cls = get_class_from_dynamic_module("shared_encoder.SharedEncoder", here)
+    return cls.referring(folder, model_uri)
 
 
 def mteb_result(task_name: str, scores: dict[str, float], seconds: float):
