@@ -60,7 +60,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     stats = pd.concat([artifacts.read_parquet(s) for s in args.stats], ignore_index=True)
     nested = comparison.metrics(table)
     artifacts.write_csv(args.table, table, float_format="%.6g")
-    pairs = comparison.pairs(scores, table, draws=c.permutations)
+    pairs = comparison.pairs(scores, table, draws=c.permutations, boot=c.bootstrap)
     artifacts.write_csv(args.pairs, pairs, float_format="%.6g")
     artifacts.write_csv(args.queries_table, comparison.per_query_means(scores), float_format="%.6f")
     artifacts.write_csv(args.gradstats, comparison.gradstats_table(stats, p.render.epochs))

@@ -11,18 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from smec.model import methods
+
 REPORTS = Path("reports")
 LABELS = {
-    "truncate": "truncate (untrained)",
-    "pca": "PCA (untrained)",
-    "random_projection": "random projection (untrained)",
-    "mrl": "MRL",
-    "smrl": "SMRL",
-    "smrl_ads": "SMRL + ADS",
-    "smrl_sxbm": "SMRL + S-XBM",
-    "smec": "SMEC (SMRL + ADS + S-XBM)",
-    "mrl_adaptor": "Matryoshka-Adaptor",
-    "search_adaptor": "Search-Adaptor",
+    name: method.label + ("" if method.learned else " (untrained)")
+    for name, method in methods.REGISTRY.items()
 }
 
 
@@ -164,7 +158,8 @@ def comparison(init: str) -> str:
 
 
 def smec_pairs(init: str) -> str:
-    """SMEC − every other method, and every learned method − the best baseline (p)."""
+    """SMEC − every other method, and every learned method − the best baseline: the difference,
+    its two-level bootstrap interval, the sign-flip and bootstrap p-values, and Holm's."""
     t = pd.read_csv(REPORTS / "comparison_pairs.csv")
     t = t[(t["init"] == init) & (t.kind != "vs mrl")]
     dims = sorted(t.dim.unique(), reverse=True)
@@ -178,8 +173,10 @@ def smec_pairs(init: str) -> str:
                 cells.append("")
                 continue
             r = by_dim.loc[d]
-            extra = f", {r.b}" if kind != "smec vs" else ""
-            cells.append(f"{r.delta:+.3f} ({p_value(r.p)}{extra})")
+            extra = f"; {r.b}" if kind != "smec vs" else ""
+            boot = f"[{r.boot_low:+.3f}, {r.boot_high:+.3f}]"
+            tests = f"p {p_value(r.p)} / {p_value(r.p_boot)}, Holm {p_value(r.p_holm)}"
+            cells.append(f"{r.delta:+.3f} {boot} ({tests}{extra})")
         lines.append(row(cells))
     return "\n".join(lines)
 

@@ -170,6 +170,7 @@ class Compare(_Section):
     seeds: PosInt = 5
     select: Literal["best_heldout", "last"] = "best_heldout"
     permutations: PosInt = 10_000  # sign flips of the paired test
+    bootstrap: PosInt = 10_000  # draws of the two-level bootstrap (seeds, then queries)
 
     @model_validator(mode="after")
     def _nesting(self) -> Compare:

@@ -23,6 +23,20 @@ def test_pca_orders_decorrelated_components_by_variance_with_deterministic_signs
     assert torch.equal(again, pca.components)  # deterministic signs
 
 
+def test_whitened_pca_gives_the_corpus_unit_variance_in_every_kept_direction():
+    """Planted scales 5 … 0.1: plain PCA keeps them, whitening makes the corpus covariance of the
+    projection the identity, and its directions are PCA's (each column a rescaled PCA column)."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 6, generator=gen) * torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5, 0.1])
+    white = methods.get("pca_whiten").fit(x, seed=0)
+    z = white(x, 4)
+    assert torch.allclose(z.T @ z / 199, torch.eye(4), atol=1e-4)
+    plain = methods.get("pca").fit(x, seed=0)(x, 4)
+    ratio = plain / z
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-4)  # same directions
+    assert torch.all(ratio[0, :-1] > ratio[0, 1:])  # the widest direction shrunk the most
+
+
 def test_a_random_projection_is_drawn_from_its_seed_and_nested_across_widths():
     x = torch.randn(50, 16)
     rp = methods.get("random_projection")

@@ -10,7 +10,10 @@ from a fixed seed, p = (1 + #{|flipped mean| ≥ |observed mean|}) / (1 + draws)
 The differences computed (`pairs`): every method against MRL (also in the table's
 `delta_vs_mrl`), SMEC against every other method, and every learned method against the best
 learning-free baseline at that start and width (the one with the highest mean nDCG@10).
-A learning-free baseline has no start: its rows repeat under every start.
+A learning-free baseline has no start: its rows repeat under every start. Each difference
+also gets a two-level bootstrap interval and p-value (seeds, then queries resampled: training
+variance included, :mod:`smec.measure.significance`), and that p-value Holm-corrected over the
+differences of its start, the family the results state.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from smec.measure.intervals import summarise, t_interval
+from smec.measure.significance import holm, two_level_bootstrap
 from smec.model.methods import BASELINES, LEARNED, REGISTRY
 
 MEASURES = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
@@ -105,8 +109,24 @@ def family(t: pd.DataFrame) -> list[tuple[str, str, str, int, str]]:
     return out
 
 
-def pairs(scores: pd.DataFrame, t: pd.DataFrame, draws: int = 10_000) -> pd.DataFrame:
-    """Every difference of :func:`family`: a − b, its p-value, and the two means."""
+def seed_query_matrix(scores: pd.DataFrame, init: str, method: str, dim: int) -> pd.DataFrame:
+    """One method's nDCG@10 at a start and width: seeds × queries."""
+    g = scores[(scores["init"] == init) & (scores.method == method) & (scores.dim == dim)]
+    return g.pivot(index="seed", columns="query_id", values="ndcg_at_10")
+
+
+def bootstrapped(scores: pd.DataFrame, a: str, b: str, init: str, dim: int, draws: int) -> dict:
+    """a − b with training variance in it: the two-level bootstrap's interval and p-value."""
+    x, y = (seed_query_matrix(scores, init, m, dim) for m in (a, b))
+    queries = x.columns.intersection(y.columns)
+    boot = two_level_bootstrap(x[queries].to_numpy(), y[queries].to_numpy(), draws)
+    return {"boot_low": boot.low, "boot_high": boot.high, "p_boot": boot.p}
+
+
+def pairs(scores: pd.DataFrame, t: pd.DataFrame, draws: int = 10_000, boot: int = 10_000):
+    """Every difference of :func:`family`: a − b, the two means, the sign-flip p-value (models
+    fixed), the two-level bootstrap's interval and p-value (seeds and queries resampled), and
+    that p-value Holm-corrected over the family of its start (`p_holm`)."""
     means = per_query_means(scores).set_index([*KEYS, "query_id"]).ndcg_at_10
     level = t.set_index(KEYS).ndcg_at_10
     rows = [
@@ -119,10 +139,13 @@ def pairs(scores: pd.DataFrame, t: pd.DataFrame, draws: int = 10_000) -> pd.Data
             "ndcg_a": level[init, a, dim],
             "ndcg_b": level[init, b, dim],
             **paired(means, a, b, init, dim, draws),
+            **bootstrapped(scores, a, b, init, dim, boot),
         }
         for a, b, init, dim, kind in family(t)
     ]
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["p_holm"] = out.groupby("init", sort=False).p_boot.transform(holm)
+    return out
 
 
 GRADIENT_QUANTITIES = (

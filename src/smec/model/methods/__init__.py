@@ -12,7 +12,7 @@ from smec.errors import SmecError
 from smec.model.methods.base import Baseline, Method
 from smec.model.methods.mrl import MRL
 from smec.model.methods.mrl_adaptor import MatryoshkaAdaptor
-from smec.model.methods.pca import PCA
+from smec.model.methods.pca import PCA, WhitenedPCA
 from smec.model.methods.random_projection import RandomProjection
 from smec.model.methods.search_adaptor import SearchAdaptor
 from smec.model.methods.smec import SMEC
@@ -27,6 +27,7 @@ REGISTRY: dict[str, Method | Baseline] = {
     for m in (
         Truncate(),
         PCA(),
+        WhitenedPCA(),
         RandomProjection(),
         MRL(),
         SMRL(),
