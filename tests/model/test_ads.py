@@ -42,6 +42,16 @@ def test_a_training_mask_keeps_exactly_k_and_its_soft_part_sums_to_k():
         assert torch.sigmoid((scores - theta) / tau).sum().item() == pytest.approx(3, abs=1e-4)
 
 
+def test_the_accelerators_bisection_finds_the_hosts_threshold():
+    """The torch bisection (run on an accelerator; here on the CPU) and the numpy one agree."""
+    scores = torch.randn(5, 384, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for tau in (1.0, 0.1):
+        host = ads.budget_threshold(scores, 96, tau)
+        device = ads._bisect_torch(scores, 96, tau, 50)
+        assert device.shape == host.shape == (5, 1)
+        assert torch.allclose(device, host, rtol=0, atol=1e-12)
+
+
 def test_the_noise_anneals_to_zero_and_tau_reaches_its_end_at_the_freeze():
     assert SCHEDULE.sigma(0.0) == 1.0 and SCHEDULE.tau(0.0) == 1.0
     assert SCHEDULE.sigma(0.375) == pytest.approx(0.5)

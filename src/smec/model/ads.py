@@ -61,16 +61,30 @@ class Schedule:
 
 def budget_threshold(scores: torch.Tensor, k: int, tau: float, iters: int = 50) -> torch.Tensor:
     """θ per row of `scores` (S, n) with Σ sigmoid((scores − θ)/τ) = k, shape (S, 1), by
-    bisection (the sum falls as θ rises), in float64 on the host: fifty steps of a few numpy
-    operations on (S, n) cost far less than fifty rounds of torch calls."""
-    s = scores.detach().double().cpu().numpy()
+    bisection (the sum falls as θ rises), in float64. On the CPU in numpy: fifty steps of a few
+    numpy operations on (S, n) cost far less than fifty rounds of torch calls. On an
+    accelerator in torch, where it stays: no copy to the host and back, no wait, per step."""
+    if scores.device.type != "cpu":
+        return _bisect_torch(scores.detach().double(), k, tau, iters).to(scores.dtype)
+    s = scores.detach().double().numpy()
     lo = s.min(axis=1, keepdims=True) - 20 * tau
     hi = s.max(axis=1, keepdims=True) + 20 * tau
     for _ in range(iters):
         mid = (lo + hi) / 2
         above = expit((s - mid) / tau).sum(axis=1, keepdims=True) > k
         lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-    return torch.from_numpy((lo + hi) / 2).to(scores.dtype).to(scores.device)
+    return torch.from_numpy((lo + hi) / 2).to(scores.dtype)
+
+
+def _bisect_torch(s: torch.Tensor, k: int, tau: float, iters: int) -> torch.Tensor:
+    """The same bisection in torch (float64 on the tensor's device)."""
+    lo = s.amin(dim=1, keepdim=True) - 20 * tau
+    hi = s.amax(dim=1, keepdim=True) + 20 * tau
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        above = torch.sigmoid((s - mid) / tau).sum(dim=1, keepdim=True) > k
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    return (lo + hi) / 2
 
 
 def gumbel(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:
