@@ -3,6 +3,7 @@ the real encoder and a real MLflow store: outputs, the MLflow layout, traceabili
 figures and runs, one-line errors, the figure's structure."""
 
 import json
+import sys
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -345,34 +346,23 @@ def test_the_encoder_is_stored_once_in_the_workspace_and_once_in_the_store(proje
     assert len(named) == 1 + 2 * len(folders)  # two exports' models, one encoder
 
 
-LOAD_LOGGED = """
-import sys; sys.modules["smec"] = None  # the logged model must need nothing of this project
-import json, mlflow, numpy as np
-mlflow.set_tracking_uri(sys.argv[1])
-model = mlflow.sentence_transformers.load_model(sys.argv[2])
-print(json.dumps(model.encode(["What do gut bacteria do?", "sleep"]).tolist()))
-"""
-
-
-def test_a_logged_model_loads_whole_from_the_store_and_encodes_like_its_folder(project):
-    import subprocess
-    import sys
-
+def test_a_logged_model_loads_whole_from_the_store_and_encodes_like_its_folder(
+    project, monkeypatch
+):
+    """MLflow's own loader, with this project's package made unimportable: the logged model
+    carries its `shared_encoder.py` and fetches the encoder from the store."""
     from sentence_transformers import SentenceTransformer
 
     root, _, _ = project
     client = mlflow.MlflowClient(tracking.tracking_uri())
     exp = client.get_experiment_by_name("smec")
     logged = [m for m in client.search_logged_models([exp.experiment_id]) if m.name == "smec-48"]
-    out = subprocess.run(
-        [sys.executable, "-c", LOAD_LOGGED, tracking.tracking_uri(), logged[0].model_uri],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=root,
-    ).stdout
-    got = np.array(json.loads(out.splitlines()[-1]))
+    texts = ["What do gut bacteria do?", "sleep"]
+    with monkeypatch.context() as mp:
+        for name in [n for n in sys.modules if n.split(".")[0] == "smec"]:
+            mp.setitem(sys.modules, name, None)  # `import smec...` now fails
+        model = mlflow.sentence_transformers.load_model(logged[0].model_uri)
+        got = model.encode(texts)
     folder = SentenceTransformer(str(root / "models/export/smec-48"), device="cpu")
-    want = folder.encode(["What do gut bacteria do?", "sleep"])
     assert got.shape == (2, 48)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, folder.encode(texts), rtol=1e-5, atol=1e-6)
