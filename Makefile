@@ -23,9 +23,12 @@ repro: $(STAMP)
 	$(BIN)/dvc repro
 	$(BIN)/python pipeline/where.py
 
+# Two pytest workers, each test file in one of them (its module fixtures built once): the
+# slow files are subprocess pipelines, so two of them share 2 cores well. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 # A team's services on 127.0.0.1 (PostgreSQL, SeaweedFS's S3 gateway, an MLflow server), behind
 # generated credentials, under .services/; docs/team.md. `make services HOST=<address>` listens
