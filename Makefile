@@ -10,7 +10,7 @@ export MPLBACKEND ?= Agg
 # DVC's stage commands call `python`: the venv's
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test test-team services services-stop services-rotate lint ci-repro bench clean-venv
+.PHONY: repro tune test test-team services services-stop services-rotate lint ci-repro bench clean-venv
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ repro: $(STAMP)
 # Two pytest workers, each test file in one of them (its module fixtures built once): the
 # slow files are subprocess pipelines, so two of them share 2 cores well. TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 2
+# Every method's Optuna study (dvc.yaml's tune@<method>) and the stages it reads.
+# Their outputs are committed, so `make repro` re-runs them only if their inputs changed.
+# With the team's PostgreSQL (SMEC_TUNE_STORAGE), more workers may join: docs/pipeline.md.
+tune: $(STAMP)
+	$(BIN)/dvc repro tune
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
@@ -52,7 +58,8 @@ lint: $(STAMP)
 # Runs in a throwaway clone so the workspace's outputs and params.yaml stay untouched.
 CI_SET := -S 'data.corpus_limit=1500' -S 'encoder.max_seq_length=128' \
           -S 'train.epochs=12' -S 'render.epochs=[0,5,10]' -S 'sweep.seeds=3' -S 'law.seeds=3' \
-          -S 'compare.seeds=1' -S 'compare.epochs=4' -S 'compare.inits=[identity]'
+          -S 'compare.seeds=1' -S 'compare.epochs=4' -S 'compare.inits=[identity]' \
+          -S 'tune.trials=2' -S 'tune.startup=2' -S 'tune.epochs=[2,4]'
 ifndef CI_DIR
 CI_DIR := $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)
 endif

@@ -8,7 +8,10 @@ figure: `compare.dims` (192, 96, 48).
 
 Every trained module starts as each of `compare.inits` says (`identity`: the frozen embedding,
 truncated, for heads and ADS maps, a zero residual for adaptors; `random`: drawn from the seed),
-the first start being the headline and the others its ablation.
+the first start being the headline and the others its ablation: these arms train at the
+default settings (`train.lr`, `compare.epochs`, `methods`). With `compare.tuned`, one more arm,
+`tuned`, trains at the best settings of the method's study (`--tuned`, from `tune@<method>`):
+its learning rate, epochs, start and own knobs; the `init` column then reads `tuned`.
 
 Writes, per start, seed, width and test query, nDCG@10, Recall@100 and MRR@10 (`--scores`); the
 per-epoch gradient statistics of the method's first module with its step's diagnostics
@@ -24,6 +27,7 @@ import pandas as pd
 
 from smec import params
 from smec.data import artifacts, inputs
+from smec.errors import SmecError
 from smec.infra import provenance, tracking
 from smec.infra.cli import main, parser
 from smec.infra.device import resolve
@@ -32,7 +36,7 @@ from smec.model import methods
 from smec.model.methods.base import Method, StepSpec
 from smec.params import Train
 from smec.training import data as training_data
-from smec.training import loop
+from smec.training import loop, tuning
 from smec.training.checkpoint import Checkpoint
 from smec.training.tracked import MemberRun, Track, tracked_fit
 
@@ -64,47 +68,42 @@ def first_module_stats(result: loop.Result, spec: StepSpec, dims: list[int]) -> 
     return pd.concat(frames, ignore_index=True)
 
 
-def seed_params(p: params.Params, seed: int, init: str) -> params.Params:
-    """The comparison's training params for one seed and start: its widths, loss, budget and
-    selection."""
-    c = p.compare
-    changes = {
-        "method_dims": c.dims,
-        "loss": c.loss,
-        "epochs": c.epochs,
-        "seed": seed,
-        "init": init,
-        "heldout_eval": True,
-        "mrl_weights": None,
-        "smrl_step_epochs": None,
-    }
-    return params.with_train(p, changes, "compare", whole=False)
+def arms(p: params.Params, tuned: Path, method: Method) -> list[tuple[str, tuning.Settings]]:
+    """The comparison's arms of one method: each start at the default settings, then (with
+    `compare.tuned`) the best settings of the method's study, `--tuned`."""
+    out = [(init, tuning.defaults(p, init)) for init in p.compare.inits]
+    if p.compare.tuned:
+        best = artifacts.read_json(tuned)
+        if best.get("method") != method.name:
+            raise SmecError(f"{tuned}: the study of {best.get('method')!r}, not {method.name!r}")
+        out.append(("tuned", tuning.Settings.of(best["settings"], p.methods)))
+    return out
 
 
-def train_start(args, p: params.Params, method: Method, init: str, stage_in, data) -> tuple:
-    """Every seed of one start, trained as one stack (resuming from its checkpoint), scored
-    per test query at every width; returns the scores, the result, the runs and the
-    checkpoint."""
-    c = p.compare
+def train_arm(args, p: params.Params, method: Method, arm, stage_in, data) -> tuple:
+    """Every seed of one arm (a start at the default settings, or the tuned settings) trained
+    as one stack (resuming from its checkpoint), scored per test query at every width; returns
+    the scores, the result, the runs and the checkpoint."""
+    c, (label, settings) = p.compare, arm
     seeds = list(range(c.seeds))
-    per_seed = [seed_params(p, seed, init) for seed in seeds]
+    per_seed = [tuning.train_params(p, seed, settings) for seed in seeds]
     track = Track(
         f"compare@{method.name}",
         _bootstrap.CHECKOUT,
-        runs=tuple(MemberRun(ps, f"{init} seed {ps.train.seed}") for ps in per_seed),
-        tags={"method": method.name, "compare.init": init},
+        runs=tuple(MemberRun(ps, f"{label} seed {ps.train.seed}") for ps in per_seed),
+        tags={"method": method.name, "compare.init": label},
     )
-    settings = {
+    key_settings = {
         "method": method.name,
         "train": [ps.train.model_dump() for ps in per_seed],
-        "methods": p.methods.model_dump(),
+        "methods": settings.methods.model_dump(),
         "compare": c.model_dump(),
     }
-    key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, settings)
-    ckpt = Checkpoint(args.checkpoints / f"{init}.pt", key)
+    key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, key_settings)
+    ckpt = Checkpoint(args.checkpoints / f"{label}.pt", key)
     members = tuple(loop.Member(ps.train.seed, ps.train.lr) for ps in per_seed)
     select = c.select == "best_heldout"
-    job = loop.Job(method, per_seed[0].train, p.methods, select_best=select, members=members)
+    job = loop.Job(method, per_seed[0].train, settings.methods, select, members)
     test = retrieval.TestSet.of(stage_in.ds, data.q)
     scores = []
     with tracked_fit(job, data, ckpt, track) as fitted:
@@ -113,7 +112,7 @@ def train_start(args, p: params.Params, method: Method, init: str, stage_in, dat
             zc = method.embed_at(fitted.result.modules, c.dims, data.c, d)
             for s, seed in enumerate(seeds):
                 per_query = test.per_query(zq[s], zc[s])
-                labels = {"method": method.name, "init": init, "seed": seed, "dim": d}
+                labels = {"method": method.name, "init": label, "seed": seed, "dim": d}
                 scores.append(per_query.assign(**labels))
                 fitted.metrics[s][f"{method.name}_d{d}.ndcg_at_10"] = per_query.ndcg_at_10.mean()
     return pd.concat(scores), fitted.result, fitted.runs, ckpt
@@ -122,6 +121,7 @@ def train_start(args, p: params.Params, method: Method, init: str, stage_in, dat
 def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=inputs.OPTIONS, outputs=OUTPUTS)
     ap.add_argument("--method", required=True, choices=methods.LEARNED)
+    ap.add_argument("--tuned", type=Path, required=True, help="input: the study's best.json")
     ap.add_argument("--checkpoints", type=Path, required=True, help="folder of resumable state")
     args = ap.parse_args(argv)
     p, method = params.load(args.params), methods.learned(args.method)
@@ -131,10 +131,11 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     data = training_data.train_data(stage_in, resolve(p.train.device))
     first = method.plan(Train(method_dims=c.dims), data.q.shape[1])[0]
     scores, stats, selection, checkpoints = [], [], [], []
-    for init in c.inits:
-        per_query, result, runs, ckpt = train_start(args, p, method, init, stage_in, data)
+    for arm in arms(p, args.tuned, method):
+        per_query, result, runs, ckpt = train_arm(args, p, method, arm, stage_in, data)
         checkpoints.append(ckpt)
         scores.append(per_query)
+        init = arm[0]
         labels = {"method": method.name, "init": init}
         stats.append(first_module_stats(result, first, c.dims).assign(**labels))
         selection.append(result.selection.assign(**labels))

@@ -55,7 +55,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     c = p.compare
     trained = pd.concat([artifacts.read_parquet(s) for s in args.scores], ignore_index=True)
     untrained = baselines(inputs.read(args), c, resolve(p.evaluate.device))
-    scores = pd.concat([trained, comparison.with_starts(untrained, c.inits)], ignore_index=True)
+    scores = pd.concat([trained, comparison.with_starts(untrained, c.arms)], ignore_index=True)
     table = comparison.table(scores, reference="mrl", draws=c.permutations)
     stats = pd.concat([artifacts.read_parquet(s) for s in args.stats], ignore_index=True)
     nested = comparison.metrics(table)

@@ -3,6 +3,8 @@
 From the default run: the seed figure of gradient statistics, the convergence panels and
 retrieval per dimension. From the sweep's intervals over seeds: the seed figure per loss, the
 update sizes under Adam and SGD, and how far each series falls per loss and rank-loss scale.
+From the comparison: nDCG@10 per width for every arm, quality against bytes, and each method's
+study (`--trials`): its best held-out value against the trial number.
 
 The figures are logged to an MLflow run of their own, tagged with the training runs whose
 numbers they show (each training run is tagged back with `report_run`); every PNG names in its
@@ -92,7 +94,7 @@ def sweep_figures(p, args, dims: list[int], out: Path, meta: dict, commit: str) 
 
 
 def run(argv: list[str] | None = None) -> dict:
-    ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=("out",))
+    ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=("out",), many=("trials",))
     args = ap.parse_args(argv)
     p = params.load(args.params)
     tracking.use_store()
@@ -139,6 +141,8 @@ def run(argv: list[str] | None = None) -> dict:
         paths += figures.save(
             figures.quality_bytes(retrieval_table, compare_caption), out / "quality_bytes", meta
         )
+        trials = pd.concat([artifacts.read_csv(t) for t in args.trials], ignore_index=True)
+        paths += figures.save(figures.tuning(trials, compare_caption), out / "tuning", meta)
         for path in [
             *paths,
             args.table,
@@ -146,6 +150,7 @@ def run(argv: list[str] | None = None) -> dict:
             args.intervals,
             args.arm_claims,
             args.comparison,
+            *args.trials,
         ]:
             mlflow.log_artifact(str(path))
     client = mlflow.MlflowClient(tracking.tracking_uri())

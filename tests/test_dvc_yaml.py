@@ -12,7 +12,7 @@ from smec.model import methods
 
 from .conftest import NOT_PATHS, ROOT, dvc_commands
 
-NOT_DECLARED = {"checkpoint", "checkpoints"}  # resumable state, deliberately not DVC outputs
+NOT_DECLARED = {"checkpoint", "checkpoints", "study"}  # resumable state: not DVC outputs
 
 
 def declared() -> dict[str, tuple[set[str], set[str]]]:

@@ -30,7 +30,8 @@ DVC = str(BIN / "dvc")
 pytestmark = pytest.mark.slow
 TARGETS = ["gradstats", "evaluate"]
 COMPARE = {f"compare@{m}" for m in methods.LEARNED}
-RAN = {"prepare", "embed", "train@mrl", "train@smrl", *COMPARE, *TARGETS}  # evaluate reads compare
+TUNE = {f"tune@{m}" for m in methods.LEARNED}  # compare reads each study's best settings
+RAN = {"prepare", "embed", "train@mrl", "train@smrl", *TUNE, *COMPARE, *TARGETS}
 
 
 def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
@@ -64,6 +65,7 @@ def make_repo(repo: Path, data: Path) -> Path:
     p["train"].update(epochs=3, batch_size=8)
     p["sweep"]["seeds"] = p["law"]["seeds"] = 1  # the stages run; intervals need not
     p["compare"].update(seeds=1, epochs=1)
+    p["tune"].update(trials=2, startup=2, epochs=[1, 1])
     p["render"]["epochs"] = [0, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     (repo / ".venv").symlink_to(BIN.parent)  # where `make` puts it

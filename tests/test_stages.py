@@ -22,6 +22,7 @@ from smec.training.checkpoint import Checkpoint
 from .conftest import ROOT, run_stage, stage_script, store_at, write_beir, write_params
 
 SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
+TUNE = [f"tune@{m}" for m in methods.LEARNED]
 COMPARE = [f"compare@{m}" for m in methods.LEARNED]
 ALL = [
     "prepare",
@@ -31,6 +32,7 @@ ALL = [
     *SWEEP,
     "law",
     "aggregate",
+    *TUNE,
     *COMPARE,
     "comparison",
     "gradstats",
@@ -58,6 +60,7 @@ def tiny_params(path, tiny_beir):
         sweep={"seeds": 2},
         law={"seeds": 2},
         compare={"seeds": 2, "epochs": 2},
+        tune={"trials": 3, "startup": 2, "epochs": [1, 2]},
         render={"epochs": [0, 2]},
     )
 
@@ -91,14 +94,16 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     assert len(parents) == 1
     parent = parents[0]
     children = [r for r in runs if r is not parent]
-    stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children}
+    trial_runs = [r for r in children if r.data.tags[tracking.TAG_ROLE] == "trial"]
+    stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children if r not in trial_runs}
     assert set(stages) == set(ALL) - {"prepare"}
-    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * 2  # seeds x methods; seeds x starts
-    assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed
+    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * 3  # seeds x methods; seeds x arms
+    trials = len(TUNE) * 3  # nested under each study's stage run
+    assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed + trials
     full = params.flat(params.load(p))
     for run in [parent, *stages.values()]:
         assert run.data.tags.get(tracking.TAG_PARENT, parent.info.run_id) == parent.info.run_id
-        if run.data.tags.get(tracking.TAG_STAGE, "").startswith(("sweep@", "compare@")):
+        if run.data.tags.get(tracking.TAG_STAGE, "").startswith(("sweep@", "compare@", "tune@")):
             continue  # a run of one training carries its own arm's and seed's values
         assert {k: run.data.params[k] for k in full} == full  # every run, every param
         assert run.data.tags[tracking.TAG_COMMIT] == parent.data.tags[tracking.TAG_COMMIT]
@@ -114,6 +119,66 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
         ("sgd", "1"),
     }
     assert sgd[0].info.run_name.startswith("sweep@rank_sgd ")
+
+
+def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_its_best(project):
+    root, _, _ = project
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    exp_id = client.get_experiment_by_name("smec").experiment_id
+    for m in methods.LEARNED:
+        trials = pd.read_csv(root / f"reports/tune/{m}/trials.csv")
+        assert list(trials.trial) == [0, 1, 2] and set(trials.state) == {"COMPLETE"}
+        best = json.loads((root / f"reports/tune/{m}/best.json").read_text())
+        assert best["trials"] == 3 and best["value"] == pytest.approx(trials.value.max(), 1e-5)
+        assert trials.best_so_far.iloc[-1] == pytest.approx(best["value"], 1e-5)
+        assert set(best["settings"]) == {
+            "lr",
+            "epochs",
+            "init",
+            *(k.name for k in methods.get(m).knobs),
+        }
+        stage = client.search_runs(
+            [exp_id], f"tags.`{tracking.TAG_STAGE}` = 'tune@{m}' and tags.`smec.role` = 'stage'"
+        )
+        (stage,) = stage
+        nested = client.search_runs(
+            [exp_id], f"tags.`{tracking.TAG_PARENT}` = '{stage.info.run_id}'"
+        )
+        assert sorted(r.info.run_name for r in nested) == ["trial 0", "trial 1", "trial 2"]
+        for r in nested:  # its settings, its value, and a per-epoch history
+            n = int(r.data.tags["optuna.trial"])
+            row = trials[trials.trial == n].iloc[0]
+            assert r.data.metrics["heldout.ndcg_at_10"] == pytest.approx(row.value, 1e-5)
+            assert float(r.data.params["lr"]) == pytest.approx(row.lr, 1e-5)
+            assert r.info.status == "FINISHED"
+            assert len(client.get_metric_history(r.info.run_id, "loss")) >= row.epochs
+        # the tuned arm trains at the best settings, beside the default arms
+        scores = pd.read_parquet(root / f"runs/compare/{m}/scores.parquet")
+        assert list(dict.fromkeys(scores["init"])) == ["identity", "random", "tuned"]
+        tuned = client.search_runs(
+            [exp_id],
+            f"tags.`{tracking.TAG_STAGE}` = 'compare@{m}' and tags.`compare.init` = 'tuned'",
+        )
+        assert len(tuned) == 2
+        for r in tuned:
+            assert float(r.data.params["train.lr"]) == pytest.approx(best["settings"]["lr"])
+            assert int(r.data.params["train.epochs"]) == best["settings"]["epochs"]
+            assert r.data.params["train.init"] == best["settings"]["init"]
+    table = pd.read_csv(root / "reports/comparison.csv")
+    assert set(table["init"]) == {"identity", "random", "tuned"}
+    assert (root / "figures/tuning.png").is_file()
+
+
+def test_a_study_is_deterministic_and_a_finished_one_runs_no_trial_again(project, tmp_path):
+    root, p, _ = project
+    trials = {"trials": str(tmp_path / "trials.csv"), "best": str(tmp_path / "best.json")}
+    again = run_stage("tune@smrl", root, p, **trials)  # the same study: all its trials done
+    assert again == json.loads((root / "reports/tune/smrl/best.json").read_text())
+    fresh = run_stage("tune@smrl", root, p, study=str(tmp_path / "study.db"), **trials)
+    assert fresh == again  # a new study draws the same trials and trains the same models
+    assert (tmp_path / "trials.csv").read_bytes() == (
+        root / "reports/tune/smrl/trials.csv"
+    ).read_bytes()
 
 
 def test_prepared_data_are_dataset_inputs_with_the_digest_dvc_records(project):

@@ -12,13 +12,16 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
+import subprocess
 import time
 from itertools import pairwise
 from pathlib import Path
 
 import botocore.exceptions
 import mlflow
+import optuna
 import psutil
 import psycopg2
 import pytest
@@ -27,8 +30,9 @@ import yaml
 
 from smec.infra import services, tracking
 from smec.model import methods
+from smec.training import tuning
 
-from .conftest import ROOT, write_beir
+from .conftest import ROOT, stage_argv, write_beir
 from .test_pipeline import BIN, DVC, init, lock_md5, make_repo, sh, user_env
 
 pytestmark = [
@@ -395,6 +399,48 @@ def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspa
     assert {m.source_run_id for m in models} <= {r.info.run_id for r in new}  # ... on its run
     assert len(encoders) == 1  # ... all referring to the encoder, logged once
     shutil.rmtree(clone)
+
+
+def tune_worker(repo: Path, out: Path, env: dict, worker: int):
+    """`tune@smrl`'s command on `repo`, its outputs under `out`, as worker `worker`."""
+    out.mkdir()
+    files = {"trials": str(out / "trials.csv"), "best": str(out / "best.json")}
+    script, argv = stage_argv("tune@smrl", repo, out.parent / "params.yaml", **files)
+    cmd = [str(BIN / "python"), str(repo / "pipeline" / f"{script}.py"), *argv]
+    worker_env = {**env, "SMEC_TUNE_WORKER": str(worker), "DVC_ROOT": str(repo)}
+    return subprocess.Popen(cmd, cwd=repo, env=worker_env, stdout=subprocess.PIPE, text=True)
+
+
+def test_two_tuning_workers_on_the_team_postgresql_run_the_budget_exactly_once(
+    team, tracked, tmp_path
+):
+    """Two processes run one study in the team's PostgreSQL: exactly the budgeted trials, each
+    run once, both workers busy, both writing the same outputs; and the best value that one
+    worker alone finds (sqlite) within the tiny set's noise (docs/pipeline.md, "Tuning")."""
+    repo, env = tracked
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["tune"].update(trials=6, startup=3, epochs=[1, 2])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    url = (
+        f"postgresql+psycopg2://optuna:{team['credentials']['postgres']['optuna']}"
+        f"@{team['postgres']}/optuna"
+    )
+    shared = {**env, tuning.STORAGE_ENV: url}
+    procs = [tune_worker(repo, tmp_path / f"w{w}", shared, w) for w in (0, 1)]
+    printed = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], printed
+    ran = [int(re.search(r" ran (\d+) of ", text).group(1)) for text in printed]
+    assert sum(ran) == 6 and min(ran) >= 1  # both took trials, none twice
+    best = json.loads((tmp_path / "w0/best.json").read_text())
+    study = optuna.load_study(study_name=best["study"], storage=url)
+    assert sorted(t.number for t in study.trials) == list(range(6))
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    for name in ("trials.csv", "best.json"):  # every worker writes the study's outputs
+        assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes()
+    alone = tune_worker(repo, tmp_path / "alone", {**env, "SMEC_TUNE_WORKER": "0"}, 0)
+    assert alone.communicate(timeout=600) and alone.returncode == 0
+    one = json.loads((tmp_path / "alone/best.json").read_text())
+    assert one["trials"] == 6 and abs(one["value"] - best["value"]) <= 0.25
 
 
 def test_rotated_credentials_replace_the_old_ones_on_every_service(team, checkout):

@@ -171,12 +171,36 @@ class Compare(_Section):
     select: Literal["best_heldout", "last"] = "best_heldout"
     permutations: PosInt = 10_000  # sign flips of the paired test
     bootstrap: PosInt = 10_000  # draws of the two-level bootstrap (seeds, then queries)
+    tuned: bool = True  # also train each method at its study's best settings (the `tuned` arm)
 
     @model_validator(mode="after")
     def _nesting(self) -> Compare:
         _halvings(self.dims, "compare.dims")
         if not self.inits or len(set(self.inits)) != len(self.inits):
             raise ValueError(f"compare.inits={self.inits}: one or two distinct starts")
+        return self
+
+    @property
+    def arms(self) -> list[str]:
+        """The comparison's arms: each start at the default settings, then `tuned`."""
+        return [*self.inits, *(["tuned"] if self.tuned else [])]
+
+
+class Tune(_Section):
+    """Each learned method's Optuna study: the same budget and shared space for every method."""
+
+    trials: PosInt = 16  # completed trials per method
+    startup: PosInt = 8  # TPE's trials drawn at random before it models the history
+    seed: NonNegInt = 0  # TPE's sampler (worker w draws from seed + w); the trials' models: 0
+    lr: list[Annotated[float, Field(gt=0)]] = [1e-4, 1e-2]  # searched on a log scale
+    epochs: list[PosInt] = [5, 20]  # per trained module
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Tune:
+        for key in ("lr", "epochs"):
+            low_high = getattr(self, key)
+            if len(low_high) != 2 or low_high[0] > low_high[1]:
+                raise ValueError(f"tune.{key}={low_high}: needs [low, high] with low <= high")
         return self
 
 
@@ -203,6 +227,7 @@ class Params(_Section):
     law: Law = Law()
     methods: Methods = Methods()
     compare: Compare = Compare()
+    tune: Tune = Tune()
     evaluate: Evaluate = Evaluate()
     render: Render = Render()
     tracking: Tracking = Tracking()

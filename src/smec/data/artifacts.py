@@ -9,6 +9,7 @@ that names the file and how to get it back.
 from __future__ import annotations
 
 import filecmp
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -100,7 +101,15 @@ def write_modules(path: Path, meta: dict, states: list[dict]) -> None:
     """A method's trained modules, one member: their weights (state dicts), and what
     `smec.model.methods.restore` needs to rebuild them (`method`, `dims`, `in_dim`, ...)."""
     state = {"meta": meta, "states": states}
-    atomic.write(path, lambda p: torch.save(state, p))
+    atomic.write(path, lambda p: p.write_bytes(torch_bytes(state)))
+
+
+def torch_bytes(obj: object) -> bytes:
+    """`torch.save`'s archive of `obj`, the same bytes whatever file it goes to (saved to a path,
+    the archive's folder is named after that file: a temporary name, new on every run)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 def read_modules(path: Path) -> tuple[dict, list[dict]]:

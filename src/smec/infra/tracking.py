@@ -32,7 +32,7 @@ TAG_STAGE = "dvc.stage"
 TAG_PARAMS = "params.digest"
 TAG_EXP = "dvc.exp"
 TAG_EXECUTION = "smec.execution"
-TAG_ROLE = "smec.role"  # "pipeline" (a parent run) or "stage"
+TAG_ROLE = "smec.role"  # "pipeline" (a parent run), "stage", or "trial" (nested in tune@<m>)
 TAG_PARENT = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment on its runs ("Model training") only when it knows the
 # experiment is not a GenAI one; a new experiment otherwise opens on an empty traces overview.

@@ -282,14 +282,36 @@ def _comparison_panel(ax, table: pd.DataFrame, title: str) -> None:
 
 def comparison(table: pd.DataFrame, caption: str):
     """nDCG@10 against width for every method, with 95% intervals over seeds: one panel per
-    start of the trained modules (`compare.inits`), the headline first, on one y scale."""
+    start of the trained modules at the default settings (`compare.inits`), the headline first,
+    then the `tuned` arm (each method at its study's best settings), on one y scale."""
     starts = list(dict.fromkeys(table["init"]))
     fig, axes = plt.subplots(1, len(starts), figsize=(7.5 * len(starts), 5.6), sharey=True)
     axes = [axes] if len(starts) == 1 else list(axes)
     for k, (ax, start) in enumerate(zip(axes, starts, strict=True)):
         role = "headline" if k == 0 else "ablation"
-        title = f"every module starts {start} ({role}): mean and 95% interval over seeds"
+        what = "tuned settings" if start == "tuned" else f"every module starts {start} ({role})"
+        title = f"{what}: mean and 95% interval over seeds"
         _comparison_panel(ax, table[table["init"] == start], title)
+    return _captioned(fig, caption)
+
+
+def tuning(trials: pd.DataFrame, caption: str):
+    """Each method's study against the trial number: every completed trial's held-out nDCG@10
+    (faint markers) and the best so far (a step line), one colour per method."""
+    fig, ax = plt.subplots(figsize=(9, 5.6))
+    for method in [m for m in REGISTRY.values() if m.name in set(trials.method)]:
+        t = trials[trials.method == method.name].sort_values("trial")
+        done = t[t.state == "COMPLETE"]
+        style = {"color": method.style.colour}
+        ax.plot(done.trial, done.value, method.style.marker, alpha=0.3, ms=5, **style)
+        best = done.value.max()
+        label = f"{method.label} (best {best:.3f}, {len(done)} trials)"
+        ax.step(t.trial, t.best_so_far, where="post", lw=2, label=label, **style)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("held-out nDCG@10 (training queries, mean over widths)")
+    ax.set_title("Equal tuning budgets: each method's study (TPE), best value so far")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return _captioned(fig, caption)
 
 

@@ -32,6 +32,18 @@ class Style:
 
 
 @dataclass(frozen=True)
+class Knob:
+    """One of a method's own settings (a `methods.<name>` param) that a study searches, over
+    [low, high]: log-uniform if `log`, integers if `integer`."""
+
+    name: str
+    low: float
+    high: float
+    log: bool = True
+    integer: bool = False
+
+
+@dataclass(frozen=True)
 class StepSpec:
     """One module to train: its widths, the nested widths of its loss, and its epochs."""
 
@@ -130,6 +142,7 @@ class Method:
     style: ClassVar[Style]
     learned: ClassVar[bool] = True
     distributable: ClassVar[bool] = False  # trains under torchrun (row-sharded batches)
+    knobs: ClassVar[tuple[Knob, ...]] = ()  # its own settings a study searches (tune@<name>)
 
     def plan(self, cfg: Train, in_dim: int) -> list[StepSpec]:
         """The steps for the nested widths `cfg.method_dims`."""

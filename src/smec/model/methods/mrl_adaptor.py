@@ -7,6 +7,7 @@ import torch
 
 from smec.model import adaptors
 from smec.model.methods.base import (
+    Knob,
     Objective,
     Prefixed,
     StepSpec,
@@ -40,6 +41,13 @@ class MatryoshkaAdaptor(Prefixed):
     name = "mrl_adaptor"
     label = "Matryoshka-Adaptor"
     style = Style("#b15928", "v")
+    knobs = (
+        Knob("adaptor_alpha", 0.1, 10.0),
+        Knob("adaptor_beta", 0.1, 10.0),
+        Knob("adaptor_gamma", 0.1, 10.0),
+        Knob("adaptor_topk", 2, 32, integer=True),
+        Knob("adaptor_unsupervised", 0.0, 0.75, log=False),
+    )
 
     def plan(self, cfg, in_dim):
         dims = cfg.method_dims

@@ -7,6 +7,7 @@ import torch
 
 from smec.model import adaptors, heads
 from smec.model.methods.base import (
+    Knob,
     Method,
     Objective,
     StepSpec,
@@ -30,6 +31,7 @@ class SearchAdaptor(Method):
     name = "search_adaptor"
     label = "Search-Adaptor"
     style = Style("#17becf", "P")
+    knobs = (Knob("search_rec_weight", 0.01, 1.0),)
 
     def plan(self, cfg, in_dim):
         return [

@@ -7,7 +7,8 @@ import torch
 
 from smec.model import xbm
 from smec.model.methods.base import Style, Tables
-from smec.model.methods.smrl_ads import SMRLADS, ADSObjective, gather_columns, kept
+from smec.model.methods.smrl_ads import ADS_KNOBS, SMRLADS, ADSObjective, gather_columns, kept
+from smec.model.methods.smrl_sxbm import XBM_KNOBS
 from smec.model.nesting import NestedLoss
 from smec.params import Methods
 
@@ -56,6 +57,7 @@ class SMEC(SMRLADS):
     name = "smec"
     label = "SMEC"
     style = Style("#d62728", "D")
+    knobs = ADS_KNOBS + XBM_KNOBS
 
     def objective(self, spec, cfg, opts, tables):
         base = super().objective(spec, cfg, opts, tables)

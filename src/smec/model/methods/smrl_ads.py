@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from smec.model import ads, heads
-from smec.model.methods.base import Chained, Objective, Style, module_seeds, nested_loss
+from smec.model.methods.base import Chained, Knob, Objective, Style, module_seeds, nested_loss
 from smec.model.nesting import NestedLoss
 from smec.params import Methods
 
@@ -96,10 +96,20 @@ class ADSObjective(Objective):
         self.epochs = list(state["epochs"])
 
 
+# ADS's settings a study searches: the selection's noise, its temperatures and logit step size
+ADS_KNOBS = (
+    Knob("ads_noise", 0.25, 4.0),
+    Knob("tau_start", 0.3, 3.0),
+    Knob("tau_end", 0.02, 0.3),
+    Knob("ads_logit_lr", 0.005, 0.5),
+)
+
+
 class SMRLADS(Chained):
     name = "smrl_ads"
     label = "SMRL + ADS"
     style = Style("#6a3d9a", "^")
+    knobs = ADS_KNOBS
 
     def step_levels(self, cfg, in_dim, out_dim):
         # the loss sees the whole masked output (its kept coordinates may lie anywhere; the

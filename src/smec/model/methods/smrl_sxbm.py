@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from smec.model import xbm
-from smec.model.methods.base import NestedObjective, Style, Tables
+from smec.model.methods.base import Knob, NestedObjective, Style, Tables
 from smec.model.methods.smrl import SMRL
 from smec.model.nesting import NestedLoss
 from smec.params import Methods
@@ -32,10 +32,19 @@ class NestedSXBMObjective(NestedObjective):
         self.term.load_state(state["term"])
 
 
+# S-XBM's settings a study searches: lambda, the neighbours per item and the memory's size
+XBM_KNOBS = (
+    Knob("xbm_weight", 0.1, 10.0),
+    Knob("xbm_k", 2, 32, integer=True),
+    Knob("xbm_capacity", 512, 8192, integer=True),
+)
+
+
 class SMRLSXBM(SMRL):
     name = "smrl_sxbm"
     label = "SMRL + S-XBM"
     style = Style("#ff7f00", "X")
+    knobs = XBM_KNOBS
     distributable = False
 
     def objective(self, spec, cfg, opts, tables):

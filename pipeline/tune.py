@@ -1,0 +1,123 @@
+"""DVC stage `tune@<method>`: the method's Optuna study, `tune.trials` trials like every method's.
+
+Each trial trains the method once (seed `tune.seed`) on the training queries with settings the
+study's TPE sampler draws (:mod:`smec.training.tuning`: learning rate, epochs per module, start,
+and the method's own knobs), under the comparison's widths, loss and model selection; its value
+is the held-out training queries' nDCG@10, mean over `compare.dims`. The test queries are never
+read: only `compare` scores them. Each trial is an MLflow run nested under this stage's run
+(its settings as params, its per-epoch history, its value, the trial's number and state as
+tags).
+
+The study lives in `--study` (sqlite), or in `$SMEC_TUNE_STORAGE` (the team's PostgreSQL): then
+any number of workers run one study at once, each the same command on its own clone, worker w
+with `SMEC_TUNE_WORKER=w` (its sampler seeded `tune.seed + w`); each waits for the others' last
+trials and writes the same outputs. The study's name digests this stage's code, inputs and
+params, so a changed setting starts a new study, and a stopped one resumes with the trials it
+finished (with sqlite, those it left running are marked failed and run again).
+
+Writes every trial (`--trials`: number, state, value, best value so far, settings) and the best
+settings with the study's summary (`--best`, what `compare@<method>` reads).
+"""
+
+import os
+from pathlib import Path
+
+import _bootstrap  # first: this checkout's code, under the project's interpreter
+import mlflow
+
+from smec import params
+from smec.data import artifacts, inputs
+from smec.infra import provenance, tracking
+from smec.infra.cli import main, parser
+from smec.infra.device import resolve
+from smec.model import methods
+from smec.model.methods.base import Method
+from smec.training import data as training_data
+from smec.training import loop, tuning
+from smec.training.checkpoint import Checkpoint
+
+SCRIPT = Path(__file__).resolve()
+OUTPUTS = ("trials", "best")
+WORKER_ENV = "SMEC_TUNE_WORKER"
+
+
+def study_name(p: params.Params, method: Method, paths) -> str:
+    """`<method>-<digest of this stage's code, inputs and the params a trial reads>`."""
+    sections = ("data", "train", "methods", "compare", "tune")
+    settings = {"method": method.name, **{s: getattr(p, s).model_dump() for s in sections}}
+    return f"{method.name}-{provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, paths, settings)}"
+
+
+def objective(p: params.Params, method: Method, data, folder: Path):
+    """A trial's evaluation: train under its settings inside its nested MLflow run."""
+
+    def evaluate(trial) -> float:
+        settings = tuning.suggest(trial, method, p.tune, p.methods)
+        ps = tuning.train_params(p, p.tune.seed, settings)
+        job = loop.Job(method, ps.train, settings.methods, p.compare.select == "best_heldout")
+        ckpt = Checkpoint(folder / f"trial-{trial.number}.pt", trial.study.study_name)
+        tags = {
+            tracking.TAG_STAGE: f"tune@{method.name}",
+            tracking.TAG_ROLE: "trial",
+            "method": method.name,
+            "optuna.study": trial.study.study_name,
+        }
+        stage = mlflow.active_run().info  # the trial's run goes under it, in its experiment
+        with mlflow.start_run(
+            run_name=f"trial {trial.number}",
+            experiment_id=stage.experiment_id,
+            nested=True,
+            tags=tags,
+        ) as run:
+            mlflow.log_params(settings.as_dict(method) | {"trial": trial.number})
+
+            def log(row: dict) -> None:
+                step = (row["global_epoch"], loop.metric_names(row))
+                tracking.log_steps_to(run.info.run_id, [step])
+
+            result = loop.fit(job, data, ckpt, on_epoch=log)
+            value = tuning.heldout_value(method, result.modules, p.compare.dims, data)[0]
+            mlflow.log_metric("heldout.ndcg_at_10", value)
+            mlflow.set_tag("optuna.trial", str(trial.number))
+        ckpt.clear()
+        return value
+
+    return evaluate
+
+
+def run(argv: list[str] | None = None) -> dict:
+    ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=inputs.OPTIONS, outputs=OUTPUTS)
+    ap.add_argument("--method", required=True, choices=methods.LEARNED)
+    ap.add_argument("--study", type=Path, required=True, help="the study's sqlite file (default)")
+    ap.add_argument("--checkpoints", type=Path, required=True, help="folder of a trial's state")
+    args = ap.parse_args(argv)
+    p, method = params.load(args.params), methods.learned(args.method)
+    worker = int(os.environ.get(WORKER_ENV, "0"))
+    tracking.use_store()
+    stage_in = inputs.read(args)
+    data = training_data.train_data(stage_in, resolve(p.train.device))
+    url = tuning.storage_url(args.study)
+    name = study_name(p, method, stage_in.paths)
+    study = tuning.open_study(url, name, p.tune, worker)
+    if url.startswith("sqlite:") and (orphans := tuning.fail_orphans(study)):
+        print(f"tune@{method.name}: {orphans} trial(s) left running by a stopped run marked failed")
+    evaluate = objective(p, method, data, args.checkpoints)
+    tags = {"method": method.name}
+    with tracking.stage_run(p, f"tune@{method.name}", _bootstrap.CHECKOUT, tags=tags):
+        ran = tuning.work(study, p.tune.trials, url, evaluate)
+        tuning.wait_for_others(study)
+        table = tuning.trials_table(study, method)
+        _, best = tuning.best_settings(study, method, p.methods)
+        mlflow.log_metric("best.heldout.ndcg_at_10", best["value"])
+        mlflow.set_tags({"optuna.study": name, "optuna.storage": url.split("://")[0]})
+    artifacts.write_csv(args.trials, table)
+    artifacts.write_json(args.best, best)
+    print(
+        f"tune@{method.name}: worker {worker} ran {ran} of {best['trials']} trials; best "
+        f"held-out nDCG@10 {best['value']:.4f} (trial {best['best_trial']}): {best['settings']}"
+    )
+    return best
+
+
+if __name__ == "__main__":
+    main(run)

@@ -1,0 +1,241 @@
+"""Equal tuning budgets: one Optuna study per method, its trials shared by any number of workers.
+
+A trial's settings (:class:`Settings`) are the knobs every method shares, the learning rate
+(log-uniform over `tune.lr`), the epochs per trained module (over `tune.epochs`) and the start
+(`identity` or `random`), and the method's own (its `Method.knobs`, `methods.<name>` params).
+The sampler is Optuna's TPE, seeded, so one worker draws the same trials from the same params;
+worker w draws from `tune.seed + w`, with the constant liar, so workers do not all try the
+same point while the others' trials run.
+
+The budget is exact however many workers share a study (in several processes or on several
+machines): a worker asks for a trial only while it holds the storage's lock (PostgreSQL's
+advisory lock, held by the server for every machine; with sqlite, a lock file beside the
+database), and only while the study's completed and running trials are fewer than the budget.
+A trial that fails is marked so and does not count, so another takes its place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from smec import params
+from smec.measure import retrieval
+from smec.model.methods.base import Knob, Method
+from smec.params import Methods, Tune
+from smec.training.data import TrainData
+
+STORAGE_ENV = "SMEC_TUNE_STORAGE"  # the team's storage URL (PostgreSQL), else a sqlite file
+INITS = ("identity", "random")
+COUNTED = ("COMPLETE", "RUNNING", "WAITING")  # what uses up the budget
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one trial (or the tuned arm of the comparison) trains with."""
+
+    lr: float
+    epochs: int
+    init: str
+    methods: Methods
+
+    def as_dict(self, method: Method) -> dict:
+        """The settings as plain values: the shared knobs, then the method's own."""
+        own = {k.name: getattr(self.methods, k.name) for k in method.knobs}
+        return {"lr": self.lr, "epochs": self.epochs, "init": self.init, **own}
+
+    @classmethod
+    def of(cls, values: dict, base: Methods) -> Settings:
+        """Settings from `as_dict`'s values, the method options not in them from `base`."""
+        shared = ("lr", "epochs", "init")
+        own = {k: v for k, v in values.items() if k not in shared}
+        return cls(values["lr"], values["epochs"], values["init"], base.model_copy(update=own))
+
+
+def defaults(p: params.Params, init: str) -> Settings:
+    """The untuned settings of the comparison at start `init`: params.yaml's."""
+    return Settings(p.train.lr, p.compare.epochs, init, p.methods)
+
+
+def train_params(p: params.Params, seed: int, settings: Settings) -> params.Params:
+    """The comparison's training params for one seed under `settings`: its widths, loss,
+    learning rate, start, budget and selection (the same for a trial as for the comparison)."""
+    changes = {
+        "method_dims": p.compare.dims,
+        "loss": p.compare.loss,
+        "lr": settings.lr,
+        "epochs": settings.epochs,
+        "seed": seed,
+        "init": settings.init,
+        "heldout_eval": True,
+        "mrl_weights": None,
+        "smrl_step_epochs": None,
+    }
+    return params.with_train(p, changes, "compare", whole=False)
+
+
+@torch.no_grad()
+def heldout_value(method: Method, modules: list, dims: list[int], data: TrainData) -> list[float]:
+    """Per member, nDCG@10 of the held-out training queries, mean over the widths `dims`: a
+    trial's objective (the test queries are never read)."""
+    per_width = []
+    for d in dims:
+        zq = method.embed_at(modules, dims, data.q[data.heldout], d)
+        zc = method.embed_at(modules, dims, data.c, d)
+        test = retrieval.TestSet(data.heldout_ids, zq, data.heldout_qrels, data.corpus_ids)
+        per_width.append(test.score_members(zq, zc))
+    return [sum(v) / len(v) for v in zip(*per_width, strict=True)]
+
+
+def _suggest_knob(trial, knob: Knob) -> float | int:
+    if knob.integer:
+        return trial.suggest_int(knob.name, int(knob.low), int(knob.high), log=knob.log)
+    return trial.suggest_float(knob.name, knob.low, knob.high, log=knob.log)
+
+
+def suggest(trial, method: Method, tune: Tune, base: Methods) -> Settings:
+    """A trial's settings, drawn by the study's sampler from the shared space and the method's."""
+    values = {
+        "lr": trial.suggest_float("lr", *tune.lr, log=True),
+        "epochs": trial.suggest_int("epochs", *tune.epochs),
+        "init": trial.suggest_categorical("init", INITS),
+    }
+    values |= {k.name: _suggest_knob(trial, k) for k in method.knobs}
+    return Settings.of(values, base)
+
+
+def storage_url(default: Path) -> str:
+    """`$SMEC_TUNE_STORAGE` (the team's PostgreSQL), else the sqlite file `default`."""
+    if url := os.environ.get(STORAGE_ENV):
+        return url
+    default.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{default.resolve()}"
+
+
+def open_study(url: str, name: str, tune: Tune, worker: int = 0):
+    """The study `name` in `url`, created (with the storage's tables) by whichever worker comes
+    first."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(
+        seed=tune.seed + worker, n_startup_trials=tune.startup, constant_liar=True
+    )
+    with budget_lock(url, name):  # two workers creating the storage's tables at once collide
+        return optuna.create_study(
+            storage=url, study_name=name, sampler=sampler, direction="maximize", load_if_exists=True
+        )
+
+
+@contextlib.contextmanager
+def budget_lock(url: str, name: str) -> Iterator[None]:
+    """Held while a worker counts the study's trials and asks for one: one worker at a time."""
+    if url.startswith("sqlite:///"):
+        with open(f"{url.removeprefix('sqlite:///')}.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+        return
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    engine.dispose()
+
+
+def counted(study) -> int:
+    """The trials that use up the budget: completed, running and waiting."""
+    return sum(t.state.name in COUNTED for t in study.get_trials(deepcopy=False))
+
+
+def next_trial(study, budget: int, url: str):
+    """A new trial of the study, or None once the budget is used up."""
+    with budget_lock(url, study.study_name):
+        if counted(study) >= budget:
+            return None
+        return study.ask()
+
+
+def work(study, budget: int, url: str, evaluate: Callable[[object], float]) -> int:
+    """Run trials of the study until its budget is used up; returns how many this worker ran.
+    A trial whose evaluation raises is marked FAIL, then the error goes on."""
+    import optuna
+
+    ran = 0
+    while (trial := next_trial(study, budget, url)) is not None:
+        try:
+            value = evaluate(trial)
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        study.tell(trial, value)
+        ran += 1
+    return ran
+
+
+def fail_orphans(study) -> int:
+    """Mark FAIL the trials left RUNNING by a stopped run (only where no other worker can be
+    running them: a study in a local sqlite file); returns how many."""
+    import optuna
+
+    orphans = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+    for t in orphans:
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(orphans)
+
+
+def wait_for_others(study, poll: float = 2.0) -> None:
+    """Until no trial of the study is running (the other workers' last trials)."""
+    while any(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False)):
+        time.sleep(poll)
+
+
+def trials_table(study, method: Method) -> pd.DataFrame:
+    """One row per trial: its number, state, value, the best value so far, and its settings."""
+    rows = []
+    best = float("-inf")
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        value = t.value if t.state.name == "COMPLETE" else float("nan")
+        best = max(best, value) if value == value else best
+        knobs = ["lr", "epochs", "init", *(k.name for k in method.knobs)]
+        rows.append(
+            {
+                "method": method.name,
+                "trial": t.number,
+                "state": t.state.name,
+                "value": value,
+                "best_so_far": best if best > float("-inf") else float("nan"),
+                **{k: t.params.get(k) for k in knobs},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def best_settings(study, method: Method, base: Methods) -> tuple[Settings, dict]:
+    """The best completed trial's settings, and a summary of the study (for `best.json`)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    top = max(trials, key=lambda t: (t.value, -t.number))
+    settings = Settings.of(top.params, base)
+    summary = {
+        "method": method.name,
+        "study": study.study_name,
+        "trials": len(trials),
+        "best_trial": top.number,
+        "value": top.value,
+        "settings": settings.as_dict(method),
+    }
+    return settings, summary
