@@ -191,6 +191,29 @@ def selection() -> str:
     return "\n".join(lines)
 
 
+def setting(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def studies() -> str:
+    """Each method's study (`reports/tune/<m>/best.json`): its trials, best held-out value and
+    settings, and the test nDCG@10 of the tuned arm beside the headline's at every width."""
+    t = pd.read_csv(REPORTS / "comparison.csv").set_index(["init", "method", "dim"])
+    headline = t.index.get_level_values("init")[0]
+    dims = sorted(t.index.get_level_values("dim").unique(), reverse=True)
+    cols = ["method", "trials", "best held-out", "best settings"]
+    lines = [head(cols + [f"d = {d}: {headline} → tuned" for d in dims])]
+    for name in methods.LEARNED:
+        best = json.loads((REPORTS / "tune" / name / "best.json").read_text())
+        knobs = ", ".join(f"{k} {setting(v)}" for k, v in best["settings"].items())
+        cells = [LABELS[name], str(best["trials"]), f"{best['value']:.3f}", knobs]
+        for d in dims:
+            a, b = t.loc[(headline, name, d)], t.loc[("tuned", name, d)]
+            cells.append(f"{a.ndcg_at_10:.3f} → {b.ndcg_at_10:.3f}")
+        lines.append(row(cells))
+    return "\n".join(lines)
+
+
 def retrieval() -> str:
     t = pd.read_csv(REPORTS / "retrieval.csv")
     t = t[(t.precision == "float32") & t.model.isin(["untrained", "train"])]
@@ -223,6 +246,7 @@ def main() -> None:
         sections.append((f"comparison, start {init} (comparison.csv)", comparison(init)))
         sections.append((f"pairs, start {init} (comparison_pairs.csv)", smec_pairs(init)))
     sections += [
+        ("studies (reports/tune/<method>/best.json, comparison.csv)", studies()),
         ("selection (comparison_selection.csv)", selection()),
         ("retrieval, float32 (retrieval.csv)", retrieval()),
     ]
