@@ -59,7 +59,8 @@ lint: $(STAMP)
 CI_SET := -S 'data.corpus_limit=1500' -S 'encoder.max_seq_length=128' \
           -S 'train.epochs=12' -S 'render.epochs=[0,5,10]' -S 'sweep.seeds=3' -S 'law.seeds=3' \
           -S 'compare.seeds=1' -S 'compare.epochs=4' -S 'compare.inits=[identity]' \
-          -S 'tune.trials=2' -S 'tune.startup=2' -S 'tune.epochs=[2,4]'
+          -S 'tune.trials=2' -S 'tune.startup=2' -S 'tune.epochs=[2,4]' \
+          -S 'compare.losses=[]' -S 'compare.label_fractions=[]'
 ifndef CI_DIR
 CI_DIR := $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)
 endif

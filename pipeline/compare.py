@@ -11,7 +11,11 @@ truncated, for heads and ADS maps, a zero residual for adaptors; `random`: drawn
 the first start being the headline and the others its ablation: these arms train at the
 default settings (`train.lr`, `compare.epochs`, `methods`). With `compare.tuned`, one more arm,
 `tuned`, trains at the best settings of the method's study (`--tuned`, from `tune@<method>`):
-its learning rate, epochs, start and own knobs; the `init` column then reads `tuned`.
+its learning rate, epochs, start and own knobs; the `init` column then reads `tuned`. Each of
+`compare.losses` (`ce`) is an arm at the headline start's default settings, and each of
+`compare.label_fractions` (`labels_25`, `labels_50`) trains on that share of the training
+queries (nested subsets drawn from `data.split_seed`) at the tuned settings: the label-scarcity
+curve, whose 100% point is the `tuned` arm.
 
 Writes, per start, seed, width and test query, nDCG@10, Recall@100 and MRR@10 (`--scores`); the
 per-epoch gradient statistics of the method's first module with its step's diagnostics
@@ -20,6 +24,7 @@ headline start's seed 0 (`--modules`) with the MLflow run that trained them (`--
 stopped comparison resumes: every training keeps its checkpoint until the whole method is done.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
@@ -35,8 +40,8 @@ from smec.measure import gradstats, retrieval
 from smec.model import methods
 from smec.model.methods.base import Method, StepSpec
 from smec.params import Train
+from smec.training import budgets, loop, tuning
 from smec.training import data as training_data
-from smec.training import loop, tuning
 from smec.training.checkpoint import Checkpoint
 from smec.training.tracked import MemberRun, Track, tracked_fit
 
@@ -68,36 +73,62 @@ def first_module_stats(result: loop.Result, spec: StepSpec, dims: list[int]) -> 
     return pd.concat(frames, ignore_index=True)
 
 
-def arms(p: params.Params, tuned: Path, method: Method) -> list[tuple[str, tuning.Settings]]:
-    """The comparison's arms of one method: each start at the default settings, then (with
-    `compare.tuned`) the best settings of the method's study, `--tuned`."""
-    out = [(init, tuning.defaults(p, init)) for init in p.compare.inits]
-    if p.compare.tuned:
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the comparison: its name (the tables' `init` column), the settings it trains
+    with, its loss and the share of the training queries it sees."""
+
+    label: str
+    settings: tuning.Settings
+    loss: str
+    fraction: float = 1.0
+
+
+def arms(p: params.Params, tuned: Path, method: Method) -> list[Arm]:
+    """The comparison's arms of one method (`compare.arms`, in order): each start at the default
+    settings; with `compare.tuned`, the best settings of the method's study (`--tuned`); each
+    other loss at the headline start's default settings; each label budget at the tuned
+    settings (else the headline's)."""
+    c = p.compare
+    out = [Arm(init, tuning.defaults(p, init), c.loss) for init in c.inits]
+    base = tuning.defaults(p, c.inits[0])
+    if c.tuned:
         best = artifacts.read_json(tuned)
         if best.get("method") != method.name:
             raise SmecError(f"{tuned}: the study of {best.get('method')!r}, not {method.name!r}")
-        out.append(("tuned", tuning.Settings.of(best["settings"], p.methods)))
+        base = tuning.Settings.of(best["settings"], p.methods)
+        out.append(Arm("tuned", base, c.loss))
+    out += [Arm(loss, tuning.defaults(p, c.inits[0]), loss) for loss in c.losses]
+    out += [Arm(params.label_arm(f), base, c.loss, f) for f in c.label_fractions]
+    assert [a.label for a in out] == c.arms
     return out
 
 
-def train_arm(args, p: params.Params, method: Method, arm, stage_in, data) -> tuple:
-    """Every seed of one arm (a start at the default settings, or the tuned settings) trained
-    as one stack (resuming from its checkpoint), scored per test query at every width; returns
-    the scores, the result, the runs and the checkpoint."""
-    c, (label, settings) = p.compare, arm
+def train_arm(args, p: params.Params, method: Method, arm: Arm, stage_in, data) -> tuple:
+    """Every seed of one arm trained as one stack (resuming from its checkpoint), scored per
+    test query at every width; returns the scores, the result, the runs and the checkpoint."""
+    c, label, settings = p.compare, arm.label, arm.settings
     seeds = list(range(c.seeds))
-    per_seed = [tuning.train_params(p, seed, settings) for seed in seeds]
+    per_seed = [
+        params.with_train(
+            tuning.train_params(p, seed, settings), {"loss": arm.loss}, "compare", whole=False
+        )
+        for seed in seeds
+    ]
+    if arm.fraction < 1:  # the same queries for every seed (a budget nests in larger ones)
+        data = budgets.query_subset(data, arm.fraction, p.data.split_seed)
     track = Track(
         f"compare@{method.name}",
         _bootstrap.CHECKOUT,
         runs=tuple(MemberRun(ps, f"{label} seed {ps.train.seed}") for ps in per_seed),
-        tags={"method": method.name, "compare.init": label},
+        tags={"method": method.name, "compare.init": label, "compare.fraction": str(arm.fraction)},
     )
     key_settings = {
         "method": method.name,
         "train": [ps.train.model_dump() for ps in per_seed],
         "methods": settings.methods.model_dump(),
         "compare": c.model_dump(),
+        "fraction": arm.fraction,
     }
     key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, key_settings)
     ckpt = Checkpoint(args.checkpoints / f"{label}.pt", key)
@@ -135,7 +166,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
         per_query, result, runs, ckpt = train_arm(args, p, method, arm, stage_in, data)
         checkpoints.append(ckpt)
         scores.append(per_query)
-        init = arm[0]
+        init = arm.label
         labels = {"method": method.name, "init": init}
         stats.append(first_module_stats(result, first, c.dims).assign(**labels))
         selection.append(result.selection.assign(**labels))

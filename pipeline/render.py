@@ -59,6 +59,19 @@ def arm_panels(report: dict) -> dict[str, list[tuple[str, str]]]:
     }
 
 
+def arm_titles(c: params.Compare) -> dict[str, str]:
+    """The comparison figure's panels: each start, the tuned settings, each other loss."""
+    titles = {
+        init: f"every module starts {init} ({'headline' if k == 0 else 'ablation'})"
+        for k, init in enumerate(c.inits)
+    }
+    if c.tuned:
+        titles["tuned"] = "each method at its study's best settings"
+    return titles | {
+        loss: f"{loss} loss, start {c.inits[0]}, default settings" for loss in c.losses
+    }
+
+
 def sweep_figures(p, args, dims: list[int], out: Path, meta: dict, commit: str) -> list[Path]:
     long = artifacts.read_csv(args.intervals)
     report = artifacts.read_json(args.arm_claims)
@@ -133,9 +146,17 @@ def run(argv: list[str] | None = None) -> dict:
         paths += figures.save(figures.retrieval(retrieval_table, caption), out / "retrieval", meta)
         paths += sweep_figures(p, args, dims, out, meta, commit)
         compare_caption = figures.compare_caption(p, commit)
+        compared = artifacts.read_csv(args.comparison)
         paths += figures.save(
-            figures.comparison(artifacts.read_csv(args.comparison), compare_caption),
+            figures.comparison(compared, arm_titles(p.compare), compare_caption),
             out / "comparison",
+            meta,
+        )
+        shares = {params.label_arm(f): f for f in p.compare.label_fractions}
+        shares["tuned" if p.compare.tuned else p.compare.inits[0]] = 1.0  # all the queries
+        paths += figures.save(
+            figures.label_scarcity(compared, shares, p.compare.dims[1], compare_caption),
+            out / "label_scarcity",
             meta,
         )
         paths += figures.save(

@@ -214,6 +214,27 @@ def studies() -> str:
     return "\n".join(lines)
 
 
+def scarcity() -> str:
+    """nDCG@10 [interval over seeds] at every width and label budget (the `labels_*` arms and
+    the tuned arm, trained on every training query), per learned method."""
+    t = pd.read_csv(REPORTS / "comparison.csv")
+    arms = [a for a in dict.fromkeys(t["init"]) if a.startswith("labels_")] + ["tuned"]
+    t = t[t["init"].isin(arms) & t.method.isin(methods.LEARNED)].set_index(
+        ["init", "method", "dim"]
+    )
+    dims = sorted(t.index.get_level_values("dim").unique(), reverse=True)
+    share = {a: (a.removeprefix("labels_") + "%" if a != "tuned" else "100%") for a in arms}
+    lines = [head(["method", "dim", *(share[a] for a in arms)])]
+    for name in methods.LEARNED:
+        for d in dims:
+            cells = [LABELS[name], str(d)]
+            for a in arms:
+                r = t.loc[(a, name, d)]
+                cells.append(interval(r.ndcg_at_10, r.ci_low, r.ci_high))
+            lines.append(row(cells))
+    return "\n".join(lines)
+
+
 def retrieval() -> str:
     t = pd.read_csv(REPORTS / "retrieval.csv")
     t = t[(t.precision == "float32") & t.model.isin(["untrained", "train"])]
@@ -247,6 +268,7 @@ def main() -> None:
         sections.append((f"pairs, start {init} (comparison_pairs.csv)", smec_pairs(init)))
     sections += [
         ("studies (reports/tune/<method>/best.json, comparison.csv)", studies()),
+        ("label budgets (comparison.csv)", scarcity()),
         ("selection (comparison_selection.csv)", selection()),
         ("retrieval, float32 (retrieval.csv)", retrieval()),
     ]

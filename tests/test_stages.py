@@ -23,6 +23,7 @@ from .conftest import ROOT, run_stage, stage_script, store_at, write_beir, write
 
 SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
 TUNE = [f"tune@{m}" for m in methods.LEARNED]
+ARMS = ["identity", "random", "tuned", "ce", "labels_25", "labels_50"]  # compare.arms
 COMPARE = [f"compare@{m}" for m in methods.LEARNED]
 ALL = [
     "prepare",
@@ -97,7 +98,7 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     trial_runs = [r for r in children if r.data.tags[tracking.TAG_ROLE] == "trial"]
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children if r not in trial_runs}
     assert set(stages) == set(ALL) - {"prepare"}
-    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * 3  # seeds x methods; seeds x arms
+    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * 6  # seeds x methods; seeds x arms
     trials = len(TUNE) * 3  # nested under each study's stage run
     assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed + trials
     full = params.flat(params.load(p))
@@ -154,7 +155,7 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
             assert len(client.get_metric_history(r.info.run_id, "loss")) >= row.epochs
         # the tuned arm trains at the best settings, beside the default arms
         scores = pd.read_parquet(root / f"runs/compare/{m}/scores.parquet")
-        assert list(dict.fromkeys(scores["init"])) == ["identity", "random", "tuned"]
+        assert list(dict.fromkeys(scores["init"])) == ARMS
         tuned = client.search_runs(
             [exp_id],
             f"tags.`{tracking.TAG_STAGE}` = 'compare@{m}' and tags.`compare.init` = 'tuned'",
@@ -164,9 +165,18 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
             assert float(r.data.params["train.lr"]) == pytest.approx(best["settings"]["lr"])
             assert int(r.data.params["train.epochs"]) == best["settings"]["epochs"]
             assert r.data.params["train.init"] == best["settings"]["init"]
+        for arm, loss, fraction in (("ce", "ce", "1.0"), ("labels_25", "rank", "0.25")):
+            runs = client.search_runs(
+                [exp_id],
+                f"tags.`{tracking.TAG_STAGE}` = 'compare@{m}' and tags.`compare.init` = '{arm}'",
+            )
+            assert {
+                (r.data.params["train.loss"], r.data.tags["compare.fraction"]) for r in runs
+            } == {(loss, fraction)}
     table = pd.read_csv(root / "reports/comparison.csv")
-    assert set(table["init"]) == {"identity", "random", "tuned"}
-    assert (root / "figures/tuning.png").is_file()
+    assert list(dict.fromkeys(table["init"])) == ARMS
+    for figure in ("tuning", "label_scarcity", "comparison"):
+        assert (root / f"figures/{figure}.png").is_file()
 
 
 def test_a_study_is_deterministic_and_a_finished_one_runs_no_trial_again(project, tmp_path):

@@ -172,18 +172,36 @@ class Compare(_Section):
     permutations: PosInt = 10_000  # sign flips of the paired test
     bootstrap: PosInt = 10_000  # draws of the two-level bootstrap (seeds, then queries)
     tuned: bool = True  # also train each method at its study's best settings (the `tuned` arm)
+    losses: list[Literal["rank", "ce", "mse"]] = [
+        "ce"
+    ]  # more losses: an arm each (default settings)
+    label_fractions: list[Annotated[float, Field(gt=0, lt=1)]] = [0.25, 0.5]  # label budgets
 
     @model_validator(mode="after")
     def _nesting(self) -> Compare:
         _halvings(self.dims, "compare.dims")
         if not self.inits or len(set(self.inits)) != len(self.inits):
             raise ValueError(f"compare.inits={self.inits}: one or two distinct starts")
+        if self.loss in self.losses or len(set(self.losses)) != len(self.losses):
+            raise ValueError(
+                f"compare.losses={self.losses}: distinct losses other than compare.loss={self.loss}"
+            )
+        if len(set(self.label_fractions)) != len(self.label_fractions):
+            raise ValueError(f"compare.label_fractions={self.label_fractions}: distinct shares")
         return self
 
     @property
     def arms(self) -> list[str]:
-        """The comparison's arms: each start at the default settings, then `tuned`."""
-        return [*self.inits, *(["tuned"] if self.tuned else [])]
+        """The comparison's arms (the tables' `init` column): each start at the default
+        settings, `tuned`, each other loss, then each label budget (`labels_25`: a quarter of
+        the training queries, at the tuned settings if there are any)."""
+        tuned = ["tuned"] if self.tuned else []
+        return [*self.inits, *tuned, *self.losses, *map(label_arm, self.label_fractions)]
+
+
+def label_arm(fraction: float) -> str:
+    """The name of the arm trained on a share `fraction` of the training queries."""
+    return f"labels_{round(100 * fraction)}"
 
 
 class Tune(_Section):
@@ -288,7 +306,10 @@ def _one_line(err: ValidationError, path: Path, raw: dict) -> str:
         return f"{path}: {msg}"
     value = raw
     for part in e["loc"]:
-        value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            value = value.get(part) if isinstance(value, dict) else None
     return f"{path}: {key}={value!r}: {msg}"
 
 

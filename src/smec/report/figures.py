@@ -280,18 +280,46 @@ def _comparison_panel(ax, table: pd.DataFrame, title: str) -> None:
     ax.set_xticks(dims, [str(d) for d in dims])  # after the log scale, which resets ticks
 
 
-def comparison(table: pd.DataFrame, caption: str):
-    """nDCG@10 against width for every method, with 95% intervals over seeds: one panel per
-    start of the trained modules at the default settings (`compare.inits`), the headline first,
-    then the `tuned` arm (each method at its study's best settings), on one y scale."""
-    starts = list(dict.fromkeys(table["init"]))
-    fig, axes = plt.subplots(1, len(starts), figsize=(7.5 * len(starts), 5.6), sharey=True)
-    axes = [axes] if len(starts) == 1 else list(axes)
-    for k, (ax, start) in enumerate(zip(axes, starts, strict=True)):
-        role = "headline" if k == 0 else "ablation"
-        what = "tuned settings" if start == "tuned" else f"every module starts {start} ({role})"
-        title = f"{what}: mean and 95% interval over seeds"
-        _comparison_panel(ax, table[table["init"] == start], title)
+def comparison(table: pd.DataFrame, titles: dict[str, str], caption: str):
+    """nDCG@10 against width for every method, with 95% intervals over seeds: one panel per arm
+    of `titles` (the tables' `init` column: the starts at the default settings, the headline
+    first, the tuned settings, the other losses), on one y scale, two panels a row."""
+    cols = min(len(titles), 2)
+    rows = math.ceil(len(titles) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5.6 * rows), sharey=True)
+    axes = list(getattr(axes, "flat", [axes]))
+    for ax, (arm, title) in zip(axes, titles.items(), strict=False):
+        _comparison_panel(ax, table[table["init"] == arm], f"{title}: mean and 95% interval")
+    for ax in axes[len(titles) :]:
+        ax.set_visible(False)
+    return _captioned(fig, caption)
+
+
+def label_scarcity(table: pd.DataFrame, shares: dict[str, float], dim: int, caption: str):
+    """nDCG@10 at width `dim` against the share of the training queries each method trained on
+    (`shares`: arm -> share), with 95% intervals over seeds, one line per method."""
+    rows = table[table["init"].isin(shares) & (table["dim"] == dim)]
+    rows = rows.assign(share=rows["init"].map(shares) * 100)
+    fig, ax = plt.subplots(figsize=(8, 5.6))
+    for method in [m for m in REGISTRY.values() if m.name in set(rows.method)]:
+        r = rows[rows.method == method.name].sort_values("share")
+        ax.errorbar(
+            r["share"],
+            r["ndcg_at_10"],
+            yerr=_errors(r["ci_low"], r["ndcg_at_10"], r["ci_high"])
+            if r["ci_low"].notna().any()
+            else None,
+            color=method.style.colour,
+            marker=method.style.marker,
+            linestyle=method.style.linestyle,
+            capsize=3,
+            label=method.label,
+        )
+    shares_seen = sorted(rows["share"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(shares_seen, [f"{s:g}%" for s in shares_seen])
+    title = f"Fewer labels: nDCG@10 at {dim} dimensions against the training queries used"
+    _ndcg_axes(ax, "share of the training queries (nested subsets)", title, 8)
     return _captioned(fig, caption)
 
 
