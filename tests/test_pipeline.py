@@ -118,7 +118,7 @@ def test_dvc_repro_without_the_venv_activated_runs_every_stage_once(built):
     assert "claim 1:" in out.stdout
     start = time.perf_counter()
     again = sh([DVC, "repro", *TARGETS], repo, env)
-    assert time.perf_counter() - start < 15
+    assert time.perf_counter() - start < 30  # 25 stages checked; under make test's 2 workers
     assert "Stage 'embed' didn't change, skipping" in again.stdout  # prepare re-read the data
     assert "Running stage" not in again.stdout.replace("Running stage 'prepare'", "")
 
