@@ -129,9 +129,13 @@ def test_one_dvc_repro_is_one_parent_run_and_its_datasets_carry_dvcs_digests(bui
     parents = [r for r in all_runs if r.data.tags[tracking.TAG_ROLE] == "pipeline"]
     assert len(parents) == 1
     assert parents[0].data.tags[tracking.TAG_EXECUTION].startswith("dvc:")
-    children = [r for r in all_runs if r.data.tags.get(tracking.TAG_PARENT)]
+    children = [r for r in all_runs if r.data.tags[tracking.TAG_ROLE] == "stage"]
     assert {r.data.tags[tracking.TAG_STAGE] for r in children} == RAN - {"prepare"}
     assert {r.data.tags[tracking.TAG_PARENT] for r in children} == {parents[0].info.run_id}
+    studies = {r.info.run_id: r.data.tags[tracking.TAG_STAGE] for r in children}
+    trials = [r for r in all_runs if r.data.tags[tracking.TAG_ROLE] == "trial"]
+    assert {studies[r.data.tags[tracking.TAG_PARENT]] for r in trials} == TUNE  # each under its
+    assert len(trials) == 2 * len(TUNE)  # study's run, its budget of two
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD~1"], cwd=repo, capture_output=True, text=True
     ).stdout.strip()
@@ -241,7 +245,7 @@ def test_a_repeated_experiment_from_a_fresh_clone_runs_and_is_one_parent_run(bui
     (parent,) = [r for r in new if r.data.tags[tracking.TAG_ROLE] == "pipeline"]
     assert parent.info.run_name.startswith("loss-ce · train.loss=ce")
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in new if r is not parent}
-    assert set(stages) == RAN - {"prepare", "embed"} - COMPARE  # compare does not read train.loss
+    assert set(stages) == RAN - {"prepare", "embed"} - COMPARE - TUNE  # nor read train.loss
     for run in new:
         assert run.data.params["train.loss"] == "ce"
         assert run.data.tags[tracking.TAG_COMMIT] == head  # the baseline, not "-dirty"
