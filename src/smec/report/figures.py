@@ -258,23 +258,28 @@ def retrieval(table: pd.DataFrame, caption: str):
     return _captioned(fig, caption)
 
 
+def _interval_line(ax, method, xs, rows: pd.DataFrame) -> None:
+    """A method's nDCG@10 at `xs` in its style, with 95% interval bars where there are any."""
+    ax.errorbar(
+        xs,
+        rows["ndcg_at_10"],
+        yerr=_errors(rows["ci_low"], rows["ndcg_at_10"], rows["ci_high"])
+        if rows["ci_low"].notna().any()
+        else None,
+        color=method.style.colour,
+        marker=method.style.marker,
+        linestyle=method.style.linestyle,
+        capsize=3,
+        label=method.label,
+    )
+
+
 def _comparison_panel(ax, table: pd.DataFrame, title: str) -> None:
     methods = [m for m in REGISTRY.values() if m.name in set(table.method)]
     for j, method in enumerate(methods):
         rows = table[table.method == method.name].sort_values("dim")
         xs = rows["dim"] * 2 ** ((j - len(methods) / 2) * 0.012)  # a little apart, on log2 x
-        ax.errorbar(
-            xs,
-            rows["ndcg_at_10"],
-            yerr=_errors(rows["ci_low"], rows["ndcg_at_10"], rows["ci_high"])
-            if rows["ci_low"].notna().any()
-            else None,
-            color=method.style.colour,
-            marker=method.style.marker,
-            linestyle=method.style.linestyle,
-            capsize=3,
-            label=method.label,
-        )
+        _interval_line(ax, method, xs, rows)
     _ndcg_axes(ax, "dimension", title, 7)
     dims = sorted(table["dim"].unique())
     ax.set_xticks(dims, [str(d) for d in dims])  # after the log scale, which resets ticks
@@ -303,18 +308,7 @@ def label_scarcity(table: pd.DataFrame, shares: dict[str, float], dim: int, capt
     fig, ax = plt.subplots(figsize=(8, 5.6))
     for method in [m for m in REGISTRY.values() if m.name in set(rows.method)]:
         r = rows[rows.method == method.name].sort_values("share")
-        ax.errorbar(
-            r["share"],
-            r["ndcg_at_10"],
-            yerr=_errors(r["ci_low"], r["ndcg_at_10"], r["ci_high"])
-            if r["ci_low"].notna().any()
-            else None,
-            color=method.style.colour,
-            marker=method.style.marker,
-            linestyle=method.style.linestyle,
-            capsize=3,
-            label=method.label,
-        )
+        _interval_line(ax, method, r["share"], r)
     shares_seen = sorted(rows["share"].unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(shares_seen, [f"{s:g}%" for s in shares_seen])
