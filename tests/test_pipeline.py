@@ -7,8 +7,8 @@ To keep `make test` within its budget the repo reproduces the part of the graph 
 behaviours need, `gradstats` with everything upstream of it (prepare, embed, both train
 stages): five, as each stage costs its process ~10 s of imports and store set-up (the
 comparison's 14 study and training stages took 287 s of a 363 s repro on 2 cores). The whole
-graph runs under real DVC in `make test-team` (tracked on the team's server) and in
-`make ci-repro`, and every stage script runs in process in tests/test_stages.py."""
+graph runs under real DVC in `make ci-repro`, the studies, the comparison and the export in
+`make test-team`'s temp experiment, and every stage script in process in tests/test_stages.py."""
 
 import json
 import os
