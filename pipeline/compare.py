@@ -109,12 +109,7 @@ def train_arm(args, p: params.Params, method: Method, arm: Arm, stage_in, data) 
     test query at every width; returns the scores, the result, the runs and the checkpoint."""
     c, label, settings = p.compare, arm.label, arm.settings
     seeds = list(range(c.seeds))
-    per_seed = [
-        params.with_train(
-            tuning.train_params(p, seed, settings), {"loss": arm.loss}, "compare", whole=False
-        )
-        for seed in seeds
-    ]
+    per_seed = [tuning.train_params(p, seed, settings, arm.loss) for seed in seeds]
     if arm.fraction < 1:  # the same queries for every seed (a budget nests in larger ones)
         data = budgets.query_subset(data, arm.fraction, p.data.split_seed)
     track = Track(

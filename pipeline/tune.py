@@ -57,6 +57,7 @@ def objective(p: params.Params, method: Method, data, folder: Path):
         job = loop.Job(method, ps.train, settings.methods, p.compare.select == "best_heldout")
         ckpt = Checkpoint(folder / f"trial-{trial.number}.pt", trial.study.study_name)
         tags = {
+            **tracking.common_tags(p, _bootstrap.CHECKOUT),
             tracking.TAG_STAGE: f"tune@{method.name}",
             tracking.TAG_ROLE: "trial",
             "method": method.name,

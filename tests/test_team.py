@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections import Counter
 from itertools import pairwise
 from pathlib import Path
 
@@ -399,7 +400,17 @@ def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspa
     stages = {r.data.tags[tracking.TAG_STAGE] for r in new if r is not parent}
     studied = {f"{s}@{m}" for s in ("tune", "compare") for m in methods.LEARNED}
     assert stages == {"embed", "export", *studied}
-    dims = yaml.safe_load((clone / "params.yaml").read_text())["compare"]["dims"]
+    p = yaml.safe_load((clone / "params.yaml").read_text())
+    studies = {
+        r.info.run_id: r.data.tags[tracking.TAG_STAGE]
+        for r in new
+        if r.data.tags[tracking.TAG_ROLE] == "stage"
+        and r.data.tags[tracking.TAG_STAGE].startswith("tune@")
+    }
+    trials = [r for r in new if r.data.tags[tracking.TAG_ROLE] == "trial"]  # the exp's own tags
+    per_study = Counter(studies[r.data.tags[tracking.TAG_PARENT]] for r in trials)
+    assert per_study == {f"tune@{m}": p["tune"]["trials"] for m in methods.LEARNED}
+    dims = p["compare"]["dims"]
     logged = client.search_logged_models(experiment_ids=[exp_id])
     encoders = [m for m in logged if m.name.startswith("encoder-")]
     models = [m for m in logged if m not in encoders]

@@ -137,6 +137,31 @@ if distributed.is_main():
 """
 
 
+LEAVER = """
+import atexit, sys, torch, torch.distributed as dist
+sys.path.insert(0, sys.argv[1])
+from smec.infra import distributed
+# registered first, so it runs last (atexit is last in, first out): after init's own handler
+atexit.register(lambda: dist.is_initialized() and sys.stderr.write("GROUP LEFT OPEN\\n"))
+distributed.init(torch.device("cpu"))
+parts = [torch.zeros(1) for _ in range(distributed.world())]
+dist.all_gather(parts, torch.ones(1) * distributed.rank())
+assert [p.item() for p in parts] == list(range(distributed.world()))
+"""
+
+
+def test_a_torchrun_worker_leaves_the_process_group_before_the_interpreter_exits(tmp_path):
+    """A process that exits inside a gloo group can abort at finalization (CI saw SIGABRT,
+    "terminate called without an active exception", from the sharded search's rank 0)."""
+    (tmp_path / "leaver.py").write_text(LEAVER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    out = subprocess.run(
+        [*cmd, str(tmp_path / "leaver.py"), str(ROOT / "src")], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "GROUP LEFT OPEN" not in out.stderr
+
+
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason="SciFact is not beside the project")
 def test_sharded_search_of_scifact_gives_the_one_process_top_100_and_metrics(tmp_path):
     ds = beir.read(SCIFACT)

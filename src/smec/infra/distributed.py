@@ -2,7 +2,9 @@
 
 A stage whose `processes` param is above 1 re-runs itself under torchrun (:func:`relaunch`);
 every process then holds the same frozen embeddings and draws the same batches, and joins the
-group (:func:`init`: `gloo` on CPUs, `nccl` on GPUs, one GPU per process).
+group (:func:`init`: `gloo` on CPUs, `nccl` on GPUs, one GPU per process) and leaves it as
+the interpreter exits: a process that exits inside the group can abort (SIGABRT, "terminate
+called without an active exception") when gloo's threads still hold work at finalization.
 
 Training (data-parallel, as DDP): each process runs the head on its share of a batch's rows;
 the outputs are gathered (:class:`RowSharded`), so every process evaluates the loss of the whole
@@ -17,6 +19,7 @@ and merged in shard order, so ties keep the one-process order (score, then corpu
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -69,7 +72,15 @@ def init(device: torch.device) -> torch.device:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    atexit.register(leave)
     return device
+
+
+def leave() -> None:
+    """Destroy the process group (once; registered by :func:`init` to run at exit, while the
+    interpreter is whole)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def bounds(n: int, parts: int | None = None) -> list[int]:

@@ -176,7 +176,8 @@ def experiment_id(name: str) -> str:
     return exp.experiment_id
 
 
-def _common_tags(p: params.Params, checkout: Path) -> dict[str, str]:
+def common_tags(p: params.Params, checkout: Path) -> dict[str, str]:
+    """What every run of one execution carries: its commit, params digest, execution, exp."""
     tags = {
         TAG_COMMIT: commit(checkout),
         TAG_PARAMS: params.digest(p),
@@ -194,7 +195,7 @@ def parent_run(p: params.Params, checkout: Path) -> str:
 
     client = mlflow.MlflowClient(tracking_uri())
     exp_id = experiment_id(p.tracking.experiment)
-    tags = _common_tags(p, checkout)
+    tags = common_tags(p, checkout)
     found = client.search_runs(
         [exp_id],
         filter_string=f"tags.`{TAG_EXECUTION}` = '{tags[TAG_EXECUTION]}' "
@@ -236,7 +237,7 @@ def stage_run(
     parent = parent_run(p, checkout)
     stage = os.environ.get("DVC_STAGE", stage)
     all_tags = {
-        **_common_tags(p, checkout),
+        **common_tags(p, checkout),
         TAG_STAGE: stage,
         TAG_ROLE: "stage",
         **(tags or {}),

@@ -109,15 +109,20 @@ def family(t: pd.DataFrame) -> list[tuple[str, str, str, int, str]]:
     return out
 
 
-def seed_query_matrix(scores: pd.DataFrame, init: str, method: str, dim: int) -> pd.DataFrame:
-    """One method's nDCG@10 at a start and width: seeds × queries."""
-    g = scores[(scores["init"] == init) & (scores.method == method) & (scores.dim == dim)]
-    return g.pivot(index="seed", columns="query_id", values="ndcg_at_10")
+Matrices = dict[tuple[str, str, int], pd.DataFrame]
 
 
-def bootstrapped(scores: pd.DataFrame, a: str, b: str, init: str, dim: int, draws: int) -> dict:
+def seed_query_matrices(scores: pd.DataFrame) -> Matrices:
+    """Per (start, method, width), nDCG@10 as seeds × queries: built once for every pair."""
+    return {
+        (init, method, int(dim)): g.pivot(index="seed", columns="query_id", values="ndcg_at_10")
+        for (init, method, dim), g in scores.groupby(KEYS, sort=False)
+    }
+
+
+def bootstrapped(matrices: Matrices, a: str, b: str, init: str, dim: int, draws: int) -> dict:
     """a − b with training variance in it: the two-level bootstrap's interval and p-value."""
-    x, y = (seed_query_matrix(scores, init, m, dim) for m in (a, b))
+    x, y = matrices[init, a, dim], matrices[init, b, dim]
     queries = x.columns.intersection(y.columns)
     boot = two_level_bootstrap(x[queries].to_numpy(), y[queries].to_numpy(), draws)
     return {"boot_low": boot.low, "boot_high": boot.high, "p_boot": boot.p}
@@ -129,6 +134,7 @@ def pairs(scores: pd.DataFrame, t: pd.DataFrame, draws: int = 10_000, boot: int 
     that p-value Holm-corrected over the family of its start (`p_holm`)."""
     means = per_query_means(scores).set_index([*KEYS, "query_id"]).ndcg_at_10
     level = t.set_index(KEYS).ndcg_at_10
+    matrices = seed_query_matrices(scores)
     rows = [
         {
             "kind": kind,
@@ -139,7 +145,7 @@ def pairs(scores: pd.DataFrame, t: pd.DataFrame, draws: int = 10_000, boot: int 
             "ndcg_a": level[init, a, dim],
             "ndcg_b": level[init, b, dim],
             **paired(means, a, b, init, dim, draws),
-            **bootstrapped(scores, a, b, init, dim, boot),
+            **bootstrapped(matrices, a, b, init, dim, boot),
         }
         for a, b, init, dim, kind in family(t)
     ]

@@ -66,12 +66,15 @@ def defaults(p: params.Params, init: str) -> Settings:
     return Settings(p.train.lr, p.compare.epochs, init, p.methods)
 
 
-def train_params(p: params.Params, seed: int, settings: Settings) -> params.Params:
-    """The comparison's training params for one seed under `settings`: its widths, loss,
-    learning rate, start, budget and selection (the same for a trial as for the comparison)."""
+def train_params(
+    p: params.Params, seed: int, settings: Settings, loss: str | None = None
+) -> params.Params:
+    """The comparison's training params for one seed under `settings`: its widths, loss
+    (`compare.loss` unless `loss` names an arm's other one), learning rate, start, budget and
+    selection (the same for a trial as for the comparison)."""
     changes = {
         "method_dims": p.compare.dims,
-        "loss": p.compare.loss,
+        "loss": loss or p.compare.loss,
         "lr": settings.lr,
         "epochs": settings.epochs,
         "seed": seed,
