@@ -379,7 +379,8 @@ def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspa
     store is the clone's own mlflow.db (DVC_ROOT), never the copy's. `export` logged its models
     on the comparison's training runs before anything had set the store (`Run with id=... not
     found`, in the copy's store). A fresh clone has no cache: every stage up to export runs,
-    the studies too (the tracked pipeline did not reach them).
+    the studies too (the tracked pipeline did not reach them), each study's trials nested
+    under its run and found by the experiment's tag.
     The clone has the team's default DVC remote, with the outputs pushed there, and, as a
     teammate would, its keys in `.dvc/config.local` (DVC reads the lock's outputs of the
     stages it does not run from there)."""
