@@ -28,7 +28,7 @@ from ..conftest import (
 pytestmark = pytest.mark.slow
 
 
-def torchrun(script: str, argv: list[str], processes: int = 2) -> None:
+def torchrun(script: str, argv: list[str], processes: int = 2) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
         "-m",
@@ -40,6 +40,7 @@ def torchrun(script: str, argv: list[str], processes: int = 2) -> None:
     ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
 
 
 def tiny_params(path, data, processes: int):
@@ -154,11 +155,7 @@ def test_a_torchrun_worker_leaves_the_process_group_before_the_interpreter_exits
     """A process that exits inside a gloo group can abort at finalization (CI saw SIGABRT,
     "terminate called without an active exception", from the sharded search's rank 0)."""
     (tmp_path / "leaver.py").write_text(LEAVER)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    out = subprocess.run(
-        [*cmd, str(tmp_path / "leaver.py"), str(ROOT / "src")], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = torchrun(str(tmp_path / "leaver.py"), [str(ROOT / "src")])
     assert "GROUP LEFT OPEN" not in out.stderr
 
 
