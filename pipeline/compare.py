@@ -12,7 +12,9 @@ the first start being the headline and the others its ablation: these arms train
 default settings (`train.lr`, `compare.epochs`, `methods`). With `compare.tuned`, one more arm,
 `tuned`, trains at the best settings of the method's study (`--tuned`, from `tune@<method>`):
 its learning rate, epochs, start and own knobs; the `init` column then reads `tuned`. Each of
-`compare.losses` (`ce`) is an arm at the headline start's default settings, and each of
+`compare.losses` (`ce`) is an arm at the headline start's default settings and, with
+`compare.tuned`, one more (`ce_tuned`) at the best settings of the method's study under that
+loss (`--tuned`'s `losses`); each of
 `compare.label_fractions` (`labels_25`, `labels_50`) trains on that share of the training
 queries (nested subsets drawn from `data.split_seed`) at the tuned settings: the label-scarcity
 curve, whose 100% point is the `tuned` arm.
@@ -84,21 +86,39 @@ class Arm:
     fraction: float = 1.0
 
 
+def studied(p: params.Params, tuned: Path, method: Method) -> dict[str, tuning.Settings]:
+    """The best settings of the method's study under each loss `compare.studied_losses` names,
+    from `tune@<method>`'s best.json (the headline's at its top level, the others' under
+    `losses`)."""
+    best = artifacts.read_json(tuned)
+    if best.get("method") != method.name:
+        raise SmecError(f"{tuned}: the study of {best.get('method')!r}, not {method.name!r}")
+    studies = {p.compare.loss: best, **best.get("losses", {})}
+    for loss in p.compare.studied_losses:
+        if studies.get(loss, {}).get("loss", p.compare.loss) != loss:
+            raise SmecError(
+                f"{tuned}: no study under loss {loss!r}; run `dvc repro tune@{method.name}`"
+            )
+    return {
+        loss: tuning.Settings.of(studies[loss]["settings"], p.methods)
+        for loss in p.compare.studied_losses
+    }
+
+
 def arms(p: params.Params, tuned: Path, method: Method) -> list[Arm]:
     """The comparison's arms of one method (`compare.arms`, in order): each start at the default
     settings; with `compare.tuned`, the best settings of the method's study (`--tuned`); each
-    other loss at the headline start's default settings; each label budget at the tuned
-    settings (else the headline's)."""
+    other loss at the headline start's default settings, then at its own study's best; each
+    label budget at the tuned settings (else the headline's)."""
     c = p.compare
     out = [Arm(init, tuning.defaults(p, init), c.loss) for init in c.inits]
     base = tuning.defaults(p, c.inits[0])
+    best = studied(p, tuned, method) if c.tuned else {}
     if c.tuned:
-        best = artifacts.read_json(tuned)
-        if best.get("method") != method.name:
-            raise SmecError(f"{tuned}: the study of {best.get('method')!r}, not {method.name!r}")
-        base = tuning.Settings.of(best["settings"], p.methods)
+        base = best[c.loss]
         out.append(Arm("tuned", base, c.loss))
     out += [Arm(loss, tuning.defaults(p, c.inits[0]), loss) for loss in c.losses]
+    out += [Arm(f"{loss}_tuned", best[loss], loss) for loss in c.losses if c.tuned]
     out += [Arm(params.label_arm(f), base, c.loss, f) for f in c.label_fractions]
     assert [a.label for a in out] == c.arms
     return out

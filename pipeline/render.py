@@ -60,16 +60,18 @@ def arm_panels(report: dict) -> dict[str, list[tuple[str, str]]]:
 
 
 def arm_titles(c: params.Compare) -> dict[str, str]:
-    """The comparison figure's panels: each start, the tuned settings, each other loss."""
+    """The comparison figure's panels: each start, the tuned settings, each other loss at the
+    default settings and at its own study's best."""
     titles = {
         init: f"every module starts {init} ({'headline' if k == 0 else 'ablation'})"
         for k, init in enumerate(c.inits)
     }
     if c.tuned:
         titles["tuned"] = "each method at its study's best settings"
-    return titles | {
-        loss: f"{loss} loss, start {c.inits[0]}, default settings" for loss in c.losses
-    }
+    titles |= {loss: f"{loss} loss, start {c.inits[0]}, default settings" for loss in c.losses}
+    if c.tuned:
+        titles |= {f"{loss}_tuned": f"{loss} loss, its own study's best" for loss in c.losses}
+    return titles
 
 
 def sweep_figures(p, args, dims: list[int], out: Path, meta: dict, commit: str) -> list[Path]:

@@ -196,21 +196,25 @@ def setting(value) -> str:
 
 
 def studies() -> str:
-    """Each method's study (`reports/tune/<m>/best.json`): its trials, best held-out value and
-    settings, and the test nDCG@10 of the tuned arm beside the headline's at every width."""
+    """Each method's studies (`reports/tune/<m>/best.json`, one per loss): trials, best held-out
+    value and settings, and the test nDCG@10 of the loss's tuned arm beside its default-settings
+    arm at every width (the headline loss: `tuned` beside the headline start)."""
     t = pd.read_csv(REPORTS / "comparison.csv").set_index(["init", "method", "dim"])
     headline = t.index.get_level_values("init")[0]
     dims = sorted(t.index.get_level_values("dim").unique(), reverse=True)
-    cols = ["method", "trials", "best held-out", "best settings"]
-    lines = [head(cols + [f"d = {d}: {headline} → tuned" for d in dims])]
+    cols = ["method", "loss", "trials", "best held-out", "best settings"]
+    lines = [head(cols + [f"d = {d}: default → tuned" for d in dims])]
     for name in methods.LEARNED:
         best = json.loads((REPORTS / "tune" / name / "best.json").read_text())
-        knobs = ", ".join(f"{k} {setting(v)}" for k, v in best["settings"].items())
-        cells = [LABELS[name], str(best["trials"]), f"{best['value']:.3f}", knobs]
-        for d in dims:
-            a, b = t.loc[(headline, name, d)], t.loc[("tuned", name, d)]
-            cells.append(f"{a.ndcg_at_10:.3f} → {b.ndcg_at_10:.3f}")
-        lines.append(row(cells))
+        per_loss = {best.get("loss", "rank"): (headline, "tuned", best)}
+        per_loss |= {loss: (loss, f"{loss}_tuned", s) for loss, s in best.get("losses", {}).items()}
+        for loss, (default, tuned, study) in per_loss.items():
+            knobs = ", ".join(f"{k} {setting(v)}" for k, v in study["settings"].items())
+            cells = [LABELS[name], loss, str(study["trials"]), f"{study['value']:.3f}", knobs]
+            for d in dims:
+                a, b = t.loc[(default, name, d)], t.loc[(tuned, name, d)]
+                cells.append(f"{a.ndcg_at_10:.3f} → {b.ndcg_at_10:.3f}")
+            lines.append(row(cells))
     return "\n".join(lines)
 
 

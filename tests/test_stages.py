@@ -23,7 +23,7 @@ from .conftest import ROOT, run_stage, stage_script, store_at, write_beir, write
 
 SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
 TUNE = [f"tune@{m}" for m in methods.LEARNED]
-ARMS = ["identity", "random", "tuned", "ce", "labels_25", "labels_50"]  # compare.arms
+ARMS = ["identity", "random", "tuned", "ce", "ce_tuned", "labels_25", "labels_50"]  # compare.arms
 COMPARE = [f"compare@{m}" for m in methods.LEARNED]
 ALL = [
     "prepare",
@@ -98,8 +98,8 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     trial_runs = [r for r in children if r.data.tags[tracking.TAG_ROLE] == "trial"]
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children if r not in trial_runs}
     assert set(stages) == set(ALL) - {"prepare"}
-    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * 6  # seeds x methods; seeds x arms
-    trials = len(TUNE) * 3  # nested under each study's stage run
+    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * len(ARMS)  # seeds x methods; x arms
+    trials = len(TUNE) * 3 * 2  # nested under each study's stage run: rank's and ce's
     assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed + trials
     full = params.flat(params.load(p))
     for run in [parent, *stages.values()]:
@@ -127,17 +127,23 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
     client = mlflow.MlflowClient(tracking.tracking_uri())
     exp_id = client.get_experiment_by_name("smec").experiment_id
     for m in methods.LEARNED:
-        trials = pd.read_csv(root / f"reports/tune/{m}/trials.csv")
-        assert list(trials.trial) == [0, 1, 2] and set(trials.state) == {"COMPLETE"}
-        best = json.loads((root / f"reports/tune/{m}/best.json").read_text())
-        assert best["trials"] == 3 and best["value"] == pytest.approx(trials.value.max(), 1e-5)
-        assert trials.best_so_far.iloc[-1] == pytest.approx(best["value"], 1e-5)
-        assert set(best["settings"]) == {
-            "lr",
-            "epochs",
-            "init",
-            *(k.name for k in methods.get(m).knobs),
-        }
+        every = pd.read_csv(root / f"reports/tune/{m}/trials.csv")
+        assert list(dict.fromkeys(every["loss"])) == ["rank", "ce"]  # a study per loss
+        summary = json.loads((root / f"reports/tune/{m}/best.json").read_text())
+        assert set(summary["losses"]) == {"ce"}
+        for loss, best in (("rank", summary), ("ce", summary["losses"]["ce"])):
+            trials = every[every["loss"] == loss]
+            assert list(trials.trial) == [0, 1, 2] and set(trials.state) == {"COMPLETE"}
+            assert best["loss"] == loss and best["trials"] == 3
+            assert best["value"] == pytest.approx(trials.value.max(), 1e-5)
+            assert trials.best_so_far.iloc[-1] == pytest.approx(best["value"], 1e-5)
+            assert set(best["settings"]) == {
+                "lr",
+                "epochs",
+                "init",
+                *(k.name for k in methods.get(m).knobs),
+            }
+        best, trials = summary, every[every["loss"] == "rank"]
         stage = client.search_runs(
             [exp_id], f"tags.`{tracking.TAG_STAGE}` = 'tune@{m}' and tags.`smec.role` = 'stage'"
         )
@@ -145,8 +151,10 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
         nested = client.search_runs(
             [exp_id], f"tags.`{tracking.TAG_PARENT}` = '{stage.info.run_id}'"
         )
-        assert sorted(r.info.run_name for r in nested) == ["trial 0", "trial 1", "trial 2"]
-        for r in nested:  # its settings, its value, and a per-epoch history
+        names = sorted(r.info.run_name for r in nested)
+        assert names == [f"{loss} trial {n}" for loss in ("ce", "rank") for n in range(3)]
+        for r in [r for r in nested if r.data.tags["tune.loss"] == "rank"]:
+            # its settings, its value, and a per-epoch history
             n = int(r.data.tags["optuna.trial"])
             row = trials[trials.trial == n].iloc[0]
             assert r.data.metrics["heldout.ndcg_at_10"] == pytest.approx(row.value, 1e-5)
@@ -158,15 +166,17 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
         # the tuned arm trains at the best settings, beside the default arms
         scores = pd.read_parquet(root / f"runs/compare/{m}/scores.parquet")
         assert list(dict.fromkeys(scores["init"])) == ARMS
-        tuned = client.search_runs(
-            [exp_id],
-            f"tags.`{tracking.TAG_STAGE}` = 'compare@{m}' and tags.`compare.init` = 'tuned'",
-        )
-        assert len(tuned) == 2
-        for r in tuned:
-            assert float(r.data.params["train.lr"]) == pytest.approx(best["settings"]["lr"])
-            assert int(r.data.params["train.epochs"]) == best["settings"]["epochs"]
-            assert r.data.params["train.init"] == best["settings"]["init"]
+        for arm, study in (("tuned", best), ("ce_tuned", best["losses"]["ce"])):
+            tuned = client.search_runs(
+                [exp_id],
+                f"tags.`{tracking.TAG_STAGE}` = 'compare@{m}' and tags.`compare.init` = '{arm}'",
+            )
+            assert len(tuned) == 2
+            for r in tuned:  # the settings of the study under the arm's loss
+                assert r.data.params["train.loss"] == study["loss"]
+                assert float(r.data.params["train.lr"]) == pytest.approx(study["settings"]["lr"])
+                assert int(r.data.params["train.epochs"]) == study["settings"]["epochs"]
+                assert r.data.params["train.init"] == study["settings"]["init"]
         for arm, loss, fraction in (("ce", "ce", "1.0"), ("labels_25", "rank", "0.25")):
             runs = client.search_runs(
                 [exp_id],
@@ -257,6 +267,15 @@ def test_render_refuses_a_run_json_naming_a_missing_run(project, tmp_path):
     bad.write_text(json.dumps({**good, "run_id": "0" * 32}))
     with pytest.raises(SmecError, match=r"run.json: run 0+ is not in the MLflow store"):
         run_stage("render", root, p, mrl_run=str(bad), out=str(tmp_path / "figures"))
+
+
+def test_compare_refuses_a_best_json_without_the_study_of_an_arms_loss(project, tmp_path):
+    root, p, _ = project
+    bad = tmp_path / "best.json"
+    best = json.loads((root / "reports/tune/smrl/best.json").read_text())
+    bad.write_text(json.dumps({k: v for k, v in best.items() if k != "losses"}))
+    with pytest.raises(SmecError, match=r"best.json: no study under loss 'ce'; run `dvc repro"):
+        run_stage("compare@smrl", root, p, tuned=str(bad), checkpoints=str(tmp_path / "c"))
 
 
 def test_a_missing_input_is_one_line_naming_the_file_and_how_to_restore_it(project, tmp_path):

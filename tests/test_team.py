@@ -32,6 +32,7 @@ import pytest
 import requests
 import yaml
 
+from smec import params
 from smec.infra import services, tracking
 from smec.model import methods
 from smec.training import tuning
@@ -410,7 +411,8 @@ def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspa
     }
     trials = [r for r in new if r.data.tags[tracking.TAG_ROLE] == "trial"]  # the exp's own tags
     per_study = Counter(studies[r.data.tags[tracking.TAG_PARENT]] for r in trials)
-    assert per_study == {f"tune@{m}": p["tune"]["trials"] for m in methods.LEARNED}
+    studied = len(params.Compare(**p["compare"]).studied_losses)  # a study per loss
+    assert per_study == {f"tune@{m}": p["tune"]["trials"] * studied for m in methods.LEARNED}
     dims = p["compare"]["dims"]
     logged = client.search_logged_models(experiment_ids=[exp_id])
     encoders = [m for m in logged if m.name.startswith("encoder-")]
@@ -440,6 +442,7 @@ def test_two_tuning_workers_on_the_team_postgresql_run_the_budget_exactly_once(
     repo, env = tracked
     p = yaml.safe_load((repo / "params.yaml").read_text())
     p["tune"].update(trials=6, startup=3, epochs=[1, 2])
+    p["compare"]["losses"] = []  # one study
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     url = (
         f"postgresql+psycopg2://optuna:{team['credentials']['postgres']['optuna']}"

@@ -193,10 +193,24 @@ class Compare(_Section):
     @property
     def arms(self) -> list[str]:
         """The comparison's arms (the tables' `init` column): each start at the default
-        settings, `tuned`, each other loss, then each label budget (`labels_25`: a quarter of
-        the training queries, at the tuned settings if there are any)."""
+        settings, `tuned`, each other loss at the default settings, then (tuned) at its own
+        study's best (`ce_tuned`), then each label budget (`labels_25`: a quarter of the
+        training queries, at the tuned settings if there are any)."""
         tuned = ["tuned"] if self.tuned else []
-        return [*self.inits, *tuned, *self.losses, *map(label_arm, self.label_fractions)]
+        loss_tuned = [f"{loss}_tuned" for loss in self.losses] if self.tuned else []
+        return [
+            *self.inits,
+            *tuned,
+            *self.losses,
+            *loss_tuned,
+            *map(label_arm, self.label_fractions),
+        ]
+
+    @property
+    def studied_losses(self) -> list[str]:
+        """The losses each method's study tunes under: the headline's, then (with `tuned`)
+        each other loss of the comparison."""
+        return [self.loss, *(self.losses if self.tuned else [])]
 
 
 def label_arm(fraction: float) -> str:

@@ -110,7 +110,8 @@ def test_search_adaptor_loss_is_the_rank_loss_of_its_prefix_plus_recovery():
     c, a = torch.tensor([C]), adaptor()
     q, d = c[:, :2], c[:, 2:]
     batch = losses.Batch(torch.eye(2)[None], q, d)
-    got = adaptors.search_loss(q, d, a, 2, batch, rec_weight=0.1).item()
+    rank = NestedLoss(losses.rank, [2])
+    got = adaptors.search_loss(q, d, a, rank, batch, rec_weight=0.1).item()
     q_hat, d_hat = a(q)[..., :2], a(d)[..., :2]
     recovery = torch.cat([a.f(q), a.f(d)], dim=1).abs().mean()
     expected = losses.rank(q_hat, d_hat, [2], batch)[0, 0] + 0.1 * recovery
@@ -341,3 +342,22 @@ def test_the_matryoshka_adaptor_adds_the_ranking_loss_after_its_unsupervised_sha
     at = lambda p: objective(module, q, d, batch, ctx(p))  # noqa: E731
     torch.testing.assert_close(at(0.49), unsup)
     torch.testing.assert_close(at(0.5), unsup + rank)
+
+
+@pytest.mark.parametrize("loss", ["rank", "ce"])
+@pytest.mark.parametrize("name", ["search_adaptor", "mrl_adaptor"])
+def test_the_adaptors_supervised_term_is_the_comparisons_loss(name, loss):
+    """Under `ce` an adaptor trains with ce where its paper writes L_rank, like every method;
+    its loss there is not the rank loss's."""
+    method, opts = methods.get(name), Methods(adaptor_unsupervised=0.0, search_rec_weight=0.0)
+    cfg = Train(method_dims=[4, 2], init="random", loss=loss)
+    spec = method.plan(cfg, 8)[0]
+    module = method.build(spec, cfg, opts, [0])
+    q, d, batch = batch_of()
+    got = method.objective(spec, cfg, opts, None)(module, q, d, batch, ctx(1.0))
+    unsup = 0.0
+    if name == "mrl_adaptor":
+        items = torch.cat([q, d], dim=1)
+        unsup = adaptors.matryoshka_unsupervised(items, module, [4, 2], k=10, alpha=1.0, beta=1.0)
+    supervised = NestedLoss(losses.LOSSES[loss], spec.levels)(module(q), module(d), batch)
+    torch.testing.assert_close(got, unsup + supervised)

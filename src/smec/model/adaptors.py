@@ -20,6 +20,9 @@ trained unsupervised first, then supervised **[src; the split of the epochs: cho
 Search-Adaptor: one f_m per width, nothing shared **[src]**:
 
     L_m = L_rank(ĉ_q[:m], ĉ_d[:m]) + λ mean | f_m(c) |        λ small [src]; 0.1 here [choice]
+
+Both train under `train.loss` where the papers write L_rank (the paper's default, `rank`), so
+the comparison's other loss (`ce`) changes every method's supervised term alike **[choice]**.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from smec.model import heads, losses
+from smec.model import heads
 from smec.model.losses import prefix_cosine
+from smec.model.nesting import NestedLoss
 
 
 class Adaptor(nn.Module):
@@ -99,9 +103,10 @@ def matryoshka_unsupervised(
 
 
 def search_loss(
-    q: torch.Tensor, d: torch.Tensor, adaptor: Adaptor, width: int, batch, rec_weight: float
+    q: torch.Tensor, d: torch.Tensor, adaptor: Adaptor, loss: NestedLoss, batch, rec_weight: float
 ) -> torch.Tensor:
-    """Search-Adaptor's loss for its width: L_rank(ĉ_q[:m], ĉ_d[:m]) + λ mean|f(c)|, (S,)."""
+    """Search-Adaptor's loss for its width m: L(ĉ_q[:m], ĉ_d[:m]) + λ mean|f(c)|, (S,), with L
+    `loss` over the one width m (the paper's L_rank, or the comparison's other loss)."""
     fq, fd = adaptor.f(q), adaptor.f(d)
-    rank = losses.rank(q + fq, d + fd, [width], batch)[:, 0]
+    rank = loss(q + fq, d + fd, batch)
     return rank + rec_weight * rec_loss(torch.cat([fq, fd], dim=1))

@@ -318,22 +318,26 @@ def label_scarcity(table: pd.DataFrame, shares: dict[str, float], dim: int, capt
 
 
 def tuning(trials: pd.DataFrame, caption: str):
-    """Each method's study against the trial number: every completed trial's held-out nDCG@10
-    (faint markers) and the best so far (a step line), one colour per method."""
+    """Each method's studies against the trial number: every completed trial's held-out
+    nDCG@10 (faint markers) and the best so far (a step line), one colour per method, one line
+    style per loss (the first study's loss solid)."""
     fig, ax = plt.subplots(figsize=(9, 5.6))
+    losses = list(dict.fromkeys(trials["loss"]))
     for method in [m for m in REGISTRY.values() if m.name in set(trials.method)]:
-        t = trials[trials.method == method.name].sort_values("trial")
-        done = t[t.state == "COMPLETE"]
-        style = {"color": method.style.colour}
-        ax.plot(done.trial, done.value, method.style.marker, alpha=0.3, ms=5, **style)
-        best = done.value.max()
-        label = f"{method.label} (best {best:.3f}, {len(done)} trials)"
-        ax.step(t.trial, t.best_so_far, where="post", lw=2, label=label, **style)
+        for k, loss in enumerate(losses):
+            t = trials[(trials.method == method.name) & (trials["loss"] == loss)]
+            t = t.sort_values("trial")
+            done = t[t.state == "COMPLETE"]
+            style = {"color": method.style.colour}
+            ax.plot(done.trial, done.value, method.style.marker, alpha=0.3, ms=5, **style)
+            label = f"{method.label}, {loss} (best {done.value.max():.3f}, {len(done)} trials)"
+            line = ("-", "--", ":")[k % 3]
+            ax.step(t.trial, t.best_so_far, line, where="post", lw=2, label=label, **style)
     ax.set_xlabel("trial")
     ax.set_ylabel("held-out nDCG@10 (training queries, mean over widths)")
-    ax.set_title("Equal tuning budgets: each method's study (TPE), best value so far")
+    ax.set_title("Equal tuning budgets: each method's studies (TPE), best value so far")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right", ncol=len(losses))
     return _captioned(fig, caption)
 
 

@@ -1,5 +1,5 @@
 """Search-Adaptor (Yoon et al. 2024): one skip adaptor per width, each on x; loss
-L(ĉ[:m]) + λ L_rec; the width-d embedding is (x + f_d(x))[:d]."""
+L(ĉ[:m]) + λ L_rec with L `train.loss`; the width-d embedding is (x + f_d(x))[:d]."""
 
 from __future__ import annotations
 
@@ -14,17 +14,19 @@ from smec.model.methods.base import (
     Style,
     module_seeds,
     n_members,
+    nested_loss,
     width_index,
 )
+from smec.model.nesting import NestedLoss
 from smec.params import Methods
 
 
 class SearchAdaptorObjective(Objective):
-    def __init__(self, width: int, opts: Methods):
-        self.width, self.opts = width, opts
+    def __init__(self, loss: NestedLoss, opts: Methods):
+        self.loss, self.opts = loss, opts
 
     def __call__(self, module, zq, zd, batch, ctx):
-        return adaptors.search_loss(zq, zd, module, self.width, batch, self.opts.search_rec_weight)
+        return adaptors.search_loss(zq, zd, module, self.loss, batch, self.opts.search_rec_weight)
 
 
 class SearchAdaptor(Method):
@@ -54,7 +56,7 @@ class SearchAdaptor(Method):
         return adaptors.Adaptor(spec.in_dim, cfg.init, module_seeds(spec, seeds))
 
     def objective(self, spec, cfg, opts, tables):
-        return SearchAdaptorObjective(spec.levels[0], opts)
+        return SearchAdaptorObjective(nested_loss(spec, cfg), opts)
 
     @torch.no_grad()
     def embed_at(self, modules, dims, x, d):
