@@ -191,15 +191,16 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
         assert (root / f"figures/{figure}.png").is_file()
 
 
-def test_a_study_is_deterministic_and_a_finished_one_runs_no_trial_again(project, tmp_path):
+@pytest.mark.parametrize("method", ["smrl", "smec", "mrl_adaptor"])  # plain, S-XBM, L_topk
+def test_a_study_is_deterministic_and_a_finished_one_runs_no_trial_again(project, tmp_path, method):
     root, p, _ = project
     trials = {"trials": str(tmp_path / "trials.csv"), "best": str(tmp_path / "best.json")}
-    again = run_stage("tune@smrl", root, p, **trials)  # the same study: all its trials done
-    assert again == json.loads((root / "reports/tune/smrl/best.json").read_text())
-    fresh = run_stage("tune@smrl", root, p, study=str(tmp_path / "study.db"), **trials)
+    again = run_stage(f"tune@{method}", root, p, **trials)  # the same study: all trials done
+    assert again == json.loads((root / f"reports/tune/{method}/best.json").read_text())
+    fresh = run_stage(f"tune@{method}", root, p, study=str(tmp_path / "study.db"), **trials)
     assert fresh == again  # a new study draws the same trials and trains the same models
     assert (tmp_path / "trials.csv").read_bytes() == (
-        root / "reports/tune/smrl/trials.csv"
+        root / f"reports/tune/{method}/trials.csv"
     ).read_bytes()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -52,9 +53,12 @@ def _errors(low: pd.Series | None, mean: pd.Series, high: pd.Series | None):
 
 
 def _captioned(fig, caption: str, bottom: float = 0.04):
-    """The provenance caption under the axes (data, encoder, params, commit)."""
-    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7.5, color="#555555")
-    fig.tight_layout(rect=(0, bottom, 1, 1))
+    """The provenance caption under the axes (data, encoder, params, commit), wrapped to the
+    figure's width (about 17 characters of 7.5 pt text per inch)."""
+    lines = textwrap.wrap(caption, width=int(fig.get_figwidth() * 17))
+    text = "\n".join(lines)
+    fig.text(0.5, 0.01, text, ha="center", va="bottom", fontsize=7.5, color="#555555")
+    fig.tight_layout(rect=(0, bottom + 0.025 * (len(lines) - 1), 1, 1))
     return fig
 
 
@@ -310,10 +314,10 @@ def label_scarcity(table: pd.DataFrame, shares: dict[str, float], dim: int, capt
         r = rows[rows.method == method.name].sort_values("share")
         _interval_line(ax, method, r["share"], r)
     shares_seen = sorted(rows["share"].unique())
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(shares_seen, [f"{s:g}%" for s in shares_seen])
     title = f"Fewer labels: nDCG@10 at {dim} dimensions against the training queries used"
     _ndcg_axes(ax, "share of the training queries (nested subsets)", title, 8)
+    ax.set_xticks(shares_seen, [f"{s:g}%" for s in shares_seen])
+    ax.minorticks_off()
     return _captioned(fig, caption)
 
 
