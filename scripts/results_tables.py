@@ -206,7 +206,7 @@ def studies() -> str:
     lines = [head(cols + [f"d = {d}: default → tuned" for d in dims])]
     for name in methods.LEARNED:
         best = json.loads((REPORTS / "tune" / name / "best.json").read_text())
-        per_loss = {best.get("loss", "rank"): (headline, "tuned", best)}
+        per_loss = {best["loss"]: (headline, "tuned", best)}
         per_loss |= {loss: (loss, f"{loss}_tuned", s) for loss, s in best.get("losses", {}).items()}
         for loss, (default, tuned, study) in per_loss.items():
             knobs = ", ".join(f"{k} {setting(v)}" for k, v in study["settings"].items())
