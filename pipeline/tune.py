@@ -23,6 +23,7 @@ reads): the headline loss's study at the top level, each other loss's under `los
 """
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
@@ -43,6 +44,20 @@ from smec.training.checkpoint import Checkpoint
 SCRIPT = Path(__file__).resolve()
 OUTPUTS = ("trials", "best")
 WORKER_ENV = "SMEC_TUNE_WORKER"
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Where this run's studies live (`url`), which of their workers it is, and the folder of
+    its trials' checkpoints."""
+
+    url: str
+    index: int
+    checkpoints: Path
+
+    @property
+    def storage(self) -> str:
+        return self.url.split("://")[0]
 
 
 def study_name(p: params.Params, method: Method, loss: str, paths) -> str:
@@ -94,23 +109,22 @@ def objective(p: params.Params, method: Method, loss: str, data, folder: Path):
     return evaluate
 
 
-def study(p: params.Params, method: Method, loss: str, stage_in, data, args) -> tuple:
+def study(p: params.Params, method: Method, loss: str, stage_in, data, worker: Worker) -> tuple:
     """Run this worker's share of the method's study under `loss`, wait for the others';
     returns its trials table and best-settings summary."""
-    url = tuning.storage_url(args.study)
     name = study_name(p, method, loss, stage_in.paths)
-    opened = tuning.open_study(url, name, p.tune, int(os.environ.get(WORKER_ENV, "0")))
-    if url.startswith("sqlite:") and (orphans := tuning.fail_orphans(opened)):
+    opened = tuning.open_study(worker.url, name, p.tune, worker.index)
+    if worker.storage == "sqlite" and (orphans := tuning.fail_orphans(opened)):
         print(f"tune@{method.name}: {orphans} {loss} trial(s) left running by a stopped run failed")
-    evaluate = objective(p, method, loss, data, args.checkpoints)
-    ran = tuning.work(opened, p.tune.trials, url, evaluate)
+    evaluate = objective(p, method, loss, data, worker.checkpoints)
+    ran = tuning.work(opened, p.tune.trials, worker.url, evaluate)
     tuning.wait_for_others(opened)
     table = tuning.trials_table(opened, method)
     table.insert(1, "loss", loss)
     _, best = tuning.best_settings(opened, method, p.methods)
     best = {**best, "loss": loss}
     print(
-        f"tune@{method.name}: worker {os.environ.get(WORKER_ENV, '0')} ran {ran} of "
+        f"tune@{method.name}: worker {worker.index} ran {ran} of "
         f"{best['trials']} {loss} trials; best held-out nDCG@10 {best['value']:.4f} "
         f"(trial {best['best_trial']}): {best['settings']}"
     )
@@ -128,15 +142,17 @@ def run(argv: list[str] | None = None) -> dict:
     stage_in = inputs.read(args)
     data = training_data.train_data(stage_in, resolve(p.train.device))
     tables, bests, tags = [], {}, {"method": method.name}
-    storage = tuning.storage_url(args.study).split("://")[0]
+    worker = Worker(
+        tuning.storage_url(args.study), int(os.environ.get(WORKER_ENV, "0")), args.checkpoints
+    )
     with tracking.stage_run(p, f"tune@{method.name}", _bootstrap.CHECKOUT, tags=tags):
         for loss in p.compare.studied_losses:
-            table, bests[loss] = study(p, method, loss, stage_in, data, args)
+            table, bests[loss] = study(p, method, loss, stage_in, data, worker)
             tables.append(table)
             prefix = "best" if loss == p.compare.loss else f"best.{loss}"
             mlflow.log_metric(f"{prefix}.heldout.ndcg_at_10", bests[loss]["value"])
         headline = bests.pop(p.compare.loss)
-        mlflow.set_tags({"optuna.study": headline["study"], "optuna.storage": storage})
+        mlflow.set_tags({"optuna.study": headline["study"], "optuna.storage": worker.storage})
     best = headline | ({"losses": bests} if bests else {})
     artifacts.write_csv(args.trials, pd.concat(tables, ignore_index=True))
     artifacts.write_json(args.best, best)

@@ -143,7 +143,7 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
                 "init",
                 *(k.name for k in methods.get(m).knobs),
             }
-        best, trials = summary, every[every["loss"] == "rank"]
+        rank_trials = every[every["loss"] == "rank"]
         stage = client.search_runs(
             [exp_id], f"tags.`{tracking.TAG_STAGE}` = 'tune@{m}' and tags.`smec.role` = 'stage'"
         )
@@ -156,7 +156,7 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
         for r in [r for r in nested if r.data.tags["tune.loss"] == "rank"]:
             # its settings, its value, and a per-epoch history
             n = int(r.data.tags["optuna.trial"])
-            row = trials[trials.trial == n].iloc[0]
+            row = rank_trials[rank_trials.trial == n].iloc[0]
             assert r.data.metrics["heldout.ndcg_at_10"] == pytest.approx(row.value, 1e-5)
             assert float(r.data.params["lr"]) == pytest.approx(row.lr, 1e-5)
             assert r.info.status == "FINISHED"
@@ -166,7 +166,7 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
         # the tuned arm trains at the best settings, beside the default arms
         scores = pd.read_parquet(root / f"runs/compare/{m}/scores.parquet")
         assert list(dict.fromkeys(scores["init"])) == ARMS
-        for arm, study in (("tuned", best), ("ce_tuned", best["losses"]["ce"])):
+        for arm, study in (("tuned", summary), ("ce_tuned", summary["losses"]["ce"])):
             tuned = client.search_runs(
                 [exp_id],
                 f"tags.`{tracking.TAG_STAGE}` = 'compare@{m}' and tags.`compare.init` = '{arm}'",

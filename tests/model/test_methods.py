@@ -19,16 +19,16 @@ from smec.training.checkpoint import Checkpoint
 
 
 def test_the_memory_keeps_order_and_capacity_and_excludes_self_matches():
-    mem = xbm.Memory(capacity=5)
-    mem.push(torch.tensor([0, 1, 2]))
-    mem.push(torch.tensor([3, 4, 5]))
-    assert mem.ids.tolist() == [1, 2, 3, 4, 5]  # oldest (0) dropped, order kept
-    mem.push(torch.tensor([2, 6, 6]))
-    assert mem.ids.tolist() == [3, 4, 5, 2, 6]  # 2 seen again moves to the end, 6 kept once
+    mem = xbm.Memory(capacity=5, n_items=7)
+    mem.push(torch.tensor([[0, 1, 2]]))
+    mem.push(torch.tensor([[3, 4, 5]]))
+    assert mem.ids(0).tolist() == [1, 2, 3, 4, 5]  # oldest (0) dropped, order kept
+    mem.push(torch.tensor([[2, 6, 6]]))
+    assert mem.ids(0).tolist() == [3, 4, 5, 2, 6]  # 2 seen again moves to the end, 6 kept once
     full = torch.nn.functional.normalize(torch.randn(7, 4), dim=-1)
     sims = xbm.Similarities(full, torch.arange(7))
     batch = torch.tensor([2, 4])
-    near, frozen = mem.neighbours(sims(batch, mem.ids), batch, k=2)
+    near, frozen = sims.search(batch, mem.ids(0), k=2)
     assert near.shape == frozen.shape == (2, 2)
     assert 2 not in near[0].tolist() and 4 not in near[1].tolist()
     others = [3, 4, 5, 6]
@@ -37,12 +37,46 @@ def test_the_memory_keeps_order_and_capacity_and_excludes_self_matches():
     torch.testing.assert_close(frozen[0], top.values)
 
 
+def test_each_member_keeps_its_own_queue_and_a_restored_one_goes_on_the_same():
+    batches = [torch.tensor([[0, 1, 2], [5, 5, 4]]), torch.tensor([[3, 0, 6], [1, 1, 3]])]
+    both = xbm.Memory(capacity=4, n_items=7, n_members=2)
+    alone = [xbm.Memory(capacity=4, n_items=7) for _ in range(2)]
+    for ids in batches:
+        both.push(ids)
+        for s, mem in enumerate(alone):
+            mem.push(ids[s : s + 1])
+    assert [both.ids(s).tolist() for s in range(2)] == [m.ids(0).tolist() for m in alone]
+    assert both.ids(0).tolist() == [2, 3, 0, 6] and both.ids(1).tolist() == [5, 4, 1, 3]
+    restored = xbm.Memory(capacity=4, n_items=7, n_members=2)
+    restored.load_state(both.state())
+    for mem in (both, restored):
+        mem.push(torch.tensor([[5, 2, 1], [0, 3, 6]]))
+    assert [restored.ids(s).tolist() for s in range(2)] == [both.ids(s).tolist() for s in range(2)]
+
+
 def test_similarities_are_looked_up_among_the_training_items():
     full = torch.nn.functional.normalize(torch.randn(10, 4), dim=-1)
     universe = torch.tensor([1, 3, 4, 8])
     sims = xbm.Similarities(full, universe)
     a, b = torch.tensor([3, 8]), torch.tensor([1, 4, 8])
-    torch.testing.assert_close(sims(a, b), full[a] @ full[b].T)
+    torch.testing.assert_close(sims(sims.local[a], sims.local[b]), full[a] @ full[b].T)
+
+
+def test_a_memory_of_every_item_finds_by_lookup_what_the_search_finds():
+    """Once a queue holds every training item, each item's neighbours are looked up in the
+    universe's top-k: the same numbers and cosines as searching the queue, in any order."""
+    gen = torch.Generator().manual_seed(3)
+    full = torch.nn.functional.normalize(torch.randn(30, 6, generator=gen), dim=-1)
+    universe = torch.randperm(30, generator=gen)[:20]
+    sims = xbm.Similarities(full, universe)
+    queue = torch.randperm(20, generator=gen)  # every item, in the order they last came
+    batch = torch.tensor([[4, 0, 19], [7, 7, 12]])
+    near, frozen = sims.nearest(batch, 3)
+    assert near.shape == frozen.shape == (2, 3, 3)
+    for s in range(2):
+        want_near, want_frozen = sims.search(batch[s], queue, 3)
+        assert near[s].tolist() == want_near.tolist()
+        torch.testing.assert_close(frozen[s], want_frozen)
 
 
 def test_the_sxbm_loss_is_zero_when_compressed_and_frozen_similarities_agree():
@@ -268,6 +302,13 @@ def tables(n_items=12, width=8, seed=1):
     return Tables(x, F.normalize(x, dim=-1), n_items // 2, torch.arange(n_items), members=1)
 
 
+def top_neighbours(t: Tables, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each item's k most similar other items among all of `t` (every one a training item)."""
+    sims = (t.full[ids] @ t.full.T).masked_fill(ids[:, None] == torch.arange(len(t.full)), -2)
+    top = sims.topk(k, dim=1)
+    return top.indices, top.values
+
+
 def sxbm_objective(name: str, weight: float, bias: bool = False):
     method = methods.get(name)
     cfg = Train(method_dims=[4, 2], bias=bias)  # the first step keeps 4 of the 8 inputs
@@ -296,8 +337,8 @@ def test_the_sxbm_term_counts_once_the_memory_is_full_and_equals_its_definition(
     assert objective.term.active_steps == 1 and got > base
     t = tables()
     ids = torch.cat([IDS[0][0], IDS[1][0] + 6])
-    near, frozen = objective.term.memories[0].neighbours(t.full[ids] @ t.full.T, ids, 2)
-    assert not (near == ids[:, None]).any()  # no item is its own neighbour
+    near, frozen = top_neighbours(t, ids, 2)
+    assert objective.term.neighbours(ids[None])[0].tolist() == [near.tolist()]
     if name == "smec":
         kept = objective.masks[-1][0].nonzero().squeeze(1)
         assert kept.tolist() != [0, 1, 2, 3]
@@ -318,7 +359,7 @@ def test_the_sxbm_memory_side_is_a_constant():
     (grad,) = torch.autograd.grad(term.sum(), module.weight)
     t = tables()
     ids = torch.cat([IDS[0][0], IDS[1][0] + 6])
-    near, frozen = objective.term.memories[0].neighbours(t.full[ids] @ t.full.T, ids, 2)
+    near, frozen = top_neighbours(t, ids, 2)
     z = lambda: module(torch.cat([q, d], dim=1))  # noqa: E731
     memory_side = lambda: module(t.inputs[None])[0][near][None]  # noqa: E731
     through_both = xbm.loss(z(), memory_side(), frozen[None]).sum()

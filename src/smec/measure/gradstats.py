@@ -3,7 +3,7 @@
 At every optimiser step the recorder keeps, per output row k of G = ∂L/∂W (rows × cols, taken
 before the update), the sum Σ_c G[k, c] and the sum of squares Σ_c G[k, c]², and of the update
 the optimiser then applied, ΔW = W_after − W_before, the sum of squares Σ_c ΔW[k, c]². Over an
-epoch it also accumulates, per weight, Σ_t G_t and Σ_t G_t². Everything the figures show derives
+epoch it also accumulates, per weight, Σ_t G_t. Everything the figures show derives
 from these exactly (the claims are checked in :mod:`smec.measure.claims`):
 
 - row norm g_k = sqrt(Σ_c G[k, c]²); average gradient of rows [a, b) in epoch e = mean of g_k
@@ -11,7 +11,9 @@ from these exactly (the claims are checked in :mod:`smec.measure.claims`):
 - gradient variance, three readings the paper leaves open (`gradstats.variance`):
   `elements` (default), the variance of all rows·cols entries of G, per step, averaged over the
   steps of e; `rows`, the variance of g_k across rows, likewise; `noise`, the variance of each
-  weight's gradient across the steps of e (mini-batch noise), averaged over the weights.
+  weight's gradient across the steps of e (mini-batch noise), averaged over the weights: for
+  row k that is Σ_t Σ_c G_t[k, c]² / (T · cols) − mean_c (Σ_t G_t[k, c] / T)², so only Σ_t G_t
+  is kept per weight.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class Recorder:
     copies them to the host once per epoch, one :class:`EpochRecord` per member.
 
     float32 on the device: a float64 copy of the gradient would cost 50x the sums themselves.
-    Per step it makes five passes over the gradient (its row sums, its square, their row sums,
-    and the per-weight sums across the epoch's steps) and one over the update, which the
+    Per step it makes four passes over the gradient (its row sums, its square, their row sums,
+    and the per-weight sum across the epoch's steps) and two over the update, which the
     optimiser hands over (:class:`smec.training.optim.StackedOptimizer`), so the weights are
     never copied.
     """
@@ -64,21 +66,18 @@ class Recorder:
         self._sumsq: list[torch.Tensor] = []
         self._updates: list[torch.Tensor] = []
         self._wsum: torch.Tensor | None = None  # Σ_t G_t per weight, this epoch
-        self._wsumsq: torch.Tensor | None = None  # Σ_t G_t² per weight
         self.epochs: list[list[EpochRecord]] = []  # per epoch, one record per member
         self.cols = 0
 
     @torch.no_grad()
     def record(self, grad: torch.Tensor) -> None:
         g = grad.detach()
-        sq = g.square()
         self._sums.append(g.sum(dim=2))
-        self._sumsq.append(sq.sum(dim=2))
+        self._sumsq.append(g.square().sum(dim=2))
         if self._wsum is None:
-            self._wsum, self._wsumsq = g.clone(), sq
+            self._wsum = g.clone()
         else:
             self._wsum += g
-            self._wsumsq += sq
         self.cols = g.shape[2]
 
     @torch.no_grad()
@@ -93,10 +92,10 @@ class Recorder:
         host = lambda xs: torch.stack(xs).cpu().double().numpy()  # noqa: E731
         sums, sumsq = host(self._sums), host(self._sumsq)  # (steps, S, rows)
         updates = host(self._updates) if self._updates else np.full_like(sums, np.nan)
-        mean = self._wsum.double() / steps
-        noise = (self._wsumsq.double() / steps - mean.square()).mean(dim=2).cpu().numpy()
+        mean_sq = (self._wsum.double() / steps).square().mean(dim=2).cpu().numpy()  # (S, rows)
+        noise = sumsq.sum(axis=0) / (steps * self._wsum.shape[2]) - mean_sq
         self._sums, self._sumsq, self._updates = [], [], []
-        self._wsum = self._wsumsq = None
+        self._wsum = None
         records = [
             EpochRecord(epoch, sums[:, s], sumsq[:, s], updates[:, s], noise[s])
             for s in range(sums.shape[1])

@@ -43,10 +43,13 @@ class Linear(nn.Module):
         return self.weight.shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(S, N, in) -> (S, N, out)."""
+        """(S, N, in) -> (S, N, out), computed as (W xᵀ)ᵀ: the gradient of W then comes out
+        of the product in W's own layout, where x Wᵀ would hand autograd a transposed one to
+        copy (a pass over (S, out, in) per step)."""
+        xt = x.transpose(1, 2)
         if self.bias is None:
-            return torch.bmm(x, self.weight.transpose(1, 2))
-        return torch.baddbmm(self.bias[:, None, :], x, self.weight.transpose(1, 2))
+            return torch.bmm(self.weight, xt).transpose(1, 2)
+        return torch.baddbmm(self.bias[:, :, None], self.weight, xt).transpose(1, 2)
 
 
 def make_head(in_dim: int, out_dim: int, bias: bool, init: str, seeds: list[int]) -> Linear:
@@ -57,6 +60,13 @@ def make_head(in_dim: int, out_dim: int, bias: bool, init: str, seeds: list[int]
 def members(x: torch.Tensor, n: int) -> torch.Tensor:
     """`x` as (S, N, D) for S = n members: a shared (N, D) table is viewed once per member."""
     return x.expand(n, *x.shape) if x.dim() == 2 else x
+
+
+def rows_of(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Each member's rows `idx` (S, B) of `x`, shared (N, D) or per member (S, N, D)."""
+    if x.dim() == 2:
+        return x[idx]
+    return torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def chain_dims(in_dim: int, dims: list[int]) -> list[tuple[int, int]]:

@@ -7,8 +7,9 @@ in-batch document to every in-batch query and the frozen full embeddings, per me
 returns one loss per member and width, `(S, L)`, where level l sees only the prefix
 `[..., :dims[l]]`. Negatives are the other documents of the member's batch; members never mix.
 
-All widths share one masked matrix product (:func:`prefix_cosine`), so nesting adds elements,
-not operations: that keeps MRL's step close to the cost of a single loss.
+All widths share one call (:func:`prefix_cosine`, a product per width on views of the
+prefixes), so nesting adds little work: that keeps MRL's step close to the cost of a single
+loss.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ class Batch:
 
     @cached_property
     def positives(self) -> tuple[torch.Tensor, ...]:
-        """(member, b, j) of every relevant in-batch pair, and gain[p, k] = max(y_bj − y_bk, 0)."""
-        m, b, j = torch.nonzero(self.rel > 0, as_tuple=True)
+        """(member, b, j) of every relevant in-batch pair off the diagonal (j ≠ b: a query's
+        other relevant documents in the batch), and gain[p, k] = max(y_bj − y_bk, 0)."""
+        eye = torch.eye(self.rel.shape[1], dtype=torch.bool, device=self.rel.device)
+        m, b, j = torch.nonzero((self.rel > 0) & ~eye, as_tuple=True)
         gain = (self.rel[m, b, j][:, None] - self.rel[m, b]).clamp(min=0)
         return m, b, j, gain
 
@@ -46,15 +49,14 @@ def prefix_cosine(a: torch.Tensor, b: torch.Tensor, dims: list[int]) -> torch.Te
     """cos(a[..., :m], b[..., :m]) for every m in `dims`: a (S, Na, D), b (S, Nb, D) ->
     (S, L, Na, Nb).
 
-    One batched product of masked copies of `a` with `b`; prefix norms from a cumulative sum.
+    One batched product per width on the prefixes themselves (views, no copies), scaled by the
+    inverse prefix norms, which come from one cumulative sum.
     """
-    width = a.shape[-1]
-    idx = torch.tensor(dims, device=a.device)
-    mask = (torch.arange(width, device=a.device) < idx[:, None]).to(a.dtype)  # (L, D)
-    dots = (a[:, None] * mask[None, :, None, :]) @ b.transpose(1, 2)[:, None]  # (S, L, Na, Nb)
-    na = a.square().cumsum(dim=-1)[..., idx - 1].clamp_min(1e-24).sqrt()  # (S, Na, L)
-    nb = b.square().cumsum(dim=-1)[..., idx - 1].clamp_min(1e-24).sqrt()  # (S, Nb, L)
-    return dots / (na.transpose(1, 2)[..., :, None] * nb.transpose(1, 2)[..., None, :])
+    idx = torch.tensor(dims, device=a.device) - 1
+    dots = torch.stack([a[..., :m] @ b[..., :m].transpose(1, 2) for m in dims], dim=1)
+    inv_a = a.square().cumsum(dim=-1)[..., idx].clamp_min(1e-24).rsqrt()  # (S, Na, L)
+    inv_b = b.square().cumsum(dim=-1)[..., idx].clamp_min(1e-24).rsqrt()  # (S, Nb, L)
+    return dots * inv_a.transpose(1, 2)[..., :, None] * inv_b.transpose(1, 2)[..., None, :]
 
 
 def rank(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> torch.Tensor:
@@ -66,13 +68,22 @@ def rank(q: torch.Tensor, d: torch.Tensor, dims: list[int], batch: Batch) -> tor
     size.) With σ = 1 the softplus argument stays in [-2, 2], so every triple keeps a weight of
     at least sigmoid(-2) = 0.12 however well the batch is ranked; a larger σ lets the loss
     saturate as InfoNCE's 1/τ does.
+
+    Each query's own pair (j = b, the diagonal) is evaluated densely over (S, L, B, B); the few
+    other relevant in-batch documents (:attr:`Batch.positives`) are gathered.
     """
     s = prefix_cosine(q, d, dims)  # (S, L, B, B)
+    diag = s.diagonal(dim1=2, dim2=3)  # (S, L, B): s_bb
+    gain = (batch.rel.diagonal(dim1=1, dim2=2)[..., None] - batch.rel).clamp(min=0)  # (S, B, B)
+    terms = gain[:, None] * F.softplus(batch.rank_scale * (s - diag[..., None]))
+    total = terms.sum(dim=(2, 3))
+    count = (gain > 0).sum(dim=(1, 2)).to(s.dtype)
     m, b, j, gain = batch.positives
-    rows = s[m, :, b, :]  # (P, L, B): each positive's query row, at every width
-    terms = gain[:, None, :] * F.softplus(batch.rank_scale * (rows - s[m, :, b, j][..., None]))
-    total = s.new_zeros(len(s), len(dims)).index_add_(0, m, terms.sum(dim=2))
-    count = s.new_zeros(len(s)).index_add_(0, m, (gain > 0).sum(dim=1).to(s.dtype))
+    if len(m):
+        rows = s[m, :, b, :]  # (P, L, B): each other positive's query row, at every width
+        terms = gain[:, None, :] * F.softplus(batch.rank_scale * (rows - s[m, :, b, j][..., None]))
+        total = total.index_add(0, m, terms.sum(dim=2))
+        count = count.index_add(0, m, (gain > 0).sum(dim=1).to(s.dtype))
     return total / count.clamp(min=1)[:, None]
 
 

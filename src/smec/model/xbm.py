@@ -25,60 +25,91 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from smec.model import heads
 from smec.params import Methods
 
 
 class Memory:
-    """A FIFO queue of distinct item ids (rows of a frozen table), oldest first: an item seen
-    again moves to the newest end, so no neighbour is counted twice."""
+    """Each of S members' FIFO queue of distinct items (numbers 0..n_items-1, the training
+    items'), oldest first: an item seen again moves to the newest end, so no neighbour is
+    counted twice. A queue is kept as the time each item last entered it (−1: not in it), so
+    one push serves every member in a few operations."""
 
-    def __init__(self, capacity: int, device: torch.device | str = "cpu"):
+    def __init__(self, capacity: int, n_items: int, n_members: int = 1, device="cpu"):
         if capacity < 1:
             raise ValueError(f"memory capacity {capacity} must be positive")
-        self.capacity = capacity
-        self.ids = torch.empty(0, dtype=torch.long, device=device)
+        self.capacity, self.n_items = capacity, n_items
+        self.stamp = torch.full((n_members, n_items), -1, dtype=torch.long, device=device)
+        self.clock = 0
 
-    def __len__(self) -> int:
-        return len(self.ids)
+    def sizes(self) -> torch.Tensor:
+        """(S,) how many items each member's queue holds."""
+        return (self.stamp >= 0).sum(dim=1)
+
+    def ids(self, member: int) -> torch.Tensor:
+        """One member's queue, oldest first."""
+        stamp = self.stamp[member]
+        held = (stamp >= 0).nonzero().squeeze(1)
+        return held[stamp[held].argsort()]
 
     def push(self, ids: torch.Tensor) -> None:
-        """Enqueue a batch's ids (in their order, each once); the oldest fall out past capacity."""
-        ids = first_occurrences(ids.to(self.ids.device))
-        older = self.ids[~torch.isin(self.ids, ids)]
-        self.ids = torch.cat([older, ids])[-self.capacity :]
+        """Enqueue each member's batch `ids` (S, M) in their order, each item at its first
+        occurrence; past capacity the oldest fall out."""
+        n = ids.shape[1]
+        order = torch.arange(n, device=ids.device).expand_as(ids)
+        first = self.stamp.new_full(self.stamp.shape, n).scatter_reduce(1, ids, order, "amin")
+        self.stamp = torch.where(first < n, self.clock + first, self.stamp)
+        self.clock += n
+        if int(self.sizes().max()) > self.capacity:
+            newest = self.stamp.topk(self.capacity, dim=1).values[:, -1:]  # stamps are distinct
+            self.stamp = torch.where(self.stamp >= newest, self.stamp, -1)
 
-    def neighbours(
-        self, sims: torch.Tensor, batch: torch.Tensor, k: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each batch item's k most similar queue entries, itself excluded: their ids (B, k)
-        and frozen similarities (B, k), from `sims` (B, len(self)), the frozen-space cosines
-        of the batch items to the queue's entries. Needs len(self) > k."""
-        sims = sims.masked_fill(batch[:, None] == self.ids[None, :], float("-inf"))
-        top = sims.topk(k, dim=1)
-        return self.ids[top.indices], top.values
+    def state(self) -> list[torch.Tensor]:
+        return [self.ids(s).cpu() for s in range(len(self.stamp))]
 
-
-def first_occurrences(ids: torch.Tensor) -> torch.Tensor:
-    """`ids` without repeats, in the order each first appears."""
-    uniq, inverse = torch.unique(ids, return_inverse=True)
-    first = torch.full((len(uniq),), len(ids), dtype=torch.long, device=ids.device)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(ids), device=ids.device), "amin")
-    return ids[first.sort().values]
+    def load_state(self, queues: list[torch.Tensor]) -> None:
+        self.stamp.fill_(-1)
+        for s, ids in enumerate(queues):
+            ids = ids.to(self.stamp.device)
+            self.stamp[s, ids] = torch.arange(len(ids), device=ids.device)
+        self.clock = max((len(ids) for ids in queues), default=0)
 
 
 class Similarities:
     """Frozen-space cosines among the items that can enter the memory (the training queries
-    and documents), computed once: the neighbour search then costs a lookup, not a product."""
+    and documents: `universe`, their rows of the joint frozen table), computed once: the
+    neighbour search then costs a lookup, not a product. An item's number is its place in
+    `universe`; `local` maps a row of the table to it."""
 
     def __init__(self, full: torch.Tensor, universe: torch.Tensor):
         self.local = torch.full((len(full),), -1, dtype=torch.long, device=full.device)
         self.local[universe] = torch.arange(len(universe), device=full.device)
+        self.universe = universe
         x = full[universe]
         self.table = x @ x.T
+        self._nearest: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """(len(a), len(b)) cosines of items `a` to items `b` (global ids)."""
-        return self.table[self.local[a][:, None], self.local[b][None, :]]
+        """(len(a), len(b)) cosines of items `a` to items `b` (numbers)."""
+        return self.table.index_select(0, a).index_select(1, b)
+
+    def search(
+        self, batch: torch.Tensor, candidates: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each batch item's k most similar `candidates` (a queue), itself excluded: their
+        numbers (B, k) and frozen cosines (B, k). Needs more than k candidates."""
+        sims = self(batch, candidates).masked_fill(batch[:, None] == candidates, float("-inf"))
+        top = sims.topk(k, dim=1)
+        return candidates[top.indices], top.values
+
+    def nearest(self, a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`search` among every item, for items `a` of any shape (numbers and cosines,
+        (*a.shape, k)): the whole universe's top-k is found once, then looked up."""
+        if k not in self._nearest:
+            everyone = torch.arange(len(self.table), device=self.table.device)
+            self._nearest[k] = self.search(everyone, everyone, k)
+        ids, values = self._nearest[k]
+        return ids[a], values[a]
 
 
 def loss(z_batch: torch.Tensor, z_neighbours: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
@@ -102,8 +133,9 @@ class CrossBatchTerm:
     def __init__(self, tables, opts: Methods, n_members: int):
         self.inputs, self.n_queries = tables.inputs, tables.n_queries
         self.sims = Similarities(tables.full, tables.universe)
-        capacity = min(opts.xbm_capacity, len(tables.universe))
-        self.memories = [Memory(capacity, self.inputs.device) for _ in range(n_members)]
+        n_items = len(tables.universe)
+        capacity = min(opts.xbm_capacity, n_items)
+        self.memory = Memory(capacity, n_items, n_members, self.inputs.device)
         self.k, self.weight = opts.xbm_k, opts.xbm_weight
         self.active_steps = 0  # steps in which the term counted for every member (a diagnostic)
 
@@ -118,38 +150,42 @@ class CrossBatchTerm:
         whose current compressed embeddings are `z_batch` (S, 2B, d), queries then documents;
         `embed` compresses (S, M, D) frozen inputs with the current module, without gradient:
         the memory side is a constant. Then each batch enters its member's memory."""
-        ids = torch.cat([qi, di + self.n_queries], dim=1)  # rows of the joint frozen table
-        term = z_batch.new_zeros(len(ids))
-        if all(len(m) > self.k for m in self.memories):
-            found = [
-                m.neighbours(self.sims(row, m.ids), row, self.k)
-                for m, row in zip(self.memories, ids, strict=True)
-            ]
-            near = torch.stack([n for n, _ in found])  # (S, 2B, K)
-            frozen = torch.stack([f for _, f in found])
+        items = self.sims.local[torch.cat([qi, di + self.n_queries], dim=1)]  # (S, 2B)
+        term = z_batch.new_zeros(len(items))
+        if int(self.memory.sizes().min()) > self.k:
+            near, frozen = self.neighbours(items)
             with torch.no_grad():
-                z_near = self._embed_neighbours(near, embed)
+                z_near = self._embed_neighbours(self.sims.universe[near], embed)
             term = self.weight * loss(z_batch, z_near, frozen)
             self.active_steps += 1
-        for memory, row in zip(self.memories, ids, strict=True):
-            memory.push(row)
+        self.memory.push(items)
         return term
 
+    def neighbours(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The K nearest entries of each member's memory to its batch `items` (S, 2B):
+        numbers and frozen cosines, (S, 2B, K). Once every memory holds every training item
+        (after an epoch, when the capacity allows) they are the same at every step: looked up,
+        not searched."""
+        if bool((self.memory.sizes() == self.memory.n_items).all()):
+            return self.sims.nearest(items, self.k)
+        found = [self.sims.search(row, self.memory.ids(s), self.k) for s, row in enumerate(items)]
+        return torch.stack([n for n, _ in found]), torch.stack([f for _, f in found])
+
     def _embed_neighbours(self, near: torch.Tensor, embed) -> torch.Tensor:
-        """(S, 2B, K, d): each member's neighbours through the current module, each distinct
-        item computed once (members padded to the same count with their first item)."""
+        """(S, 2B, K, d): each member's neighbours (rows of the frozen table) through the
+        current module, each distinct item computed once (members padded to the same count
+        with their first item)."""
         uniq = [torch.unique(n, return_inverse=True) for n in near]
         width = max(len(u) for u, _ in uniq)
         ids = torch.stack([torch.cat([u, u[:1].expand(width - len(u))]) for u, _ in uniq])
-        inputs = self.inputs.expand(len(near), *self.inputs.shape[-2:])
-        rows = torch.gather(inputs, 1, ids[..., None].expand(-1, -1, inputs.shape[-1]))
-        z = embed(rows)  # (S, width, d)
-        return torch.stack([z[s][inverse] for s, (_, inverse) in enumerate(uniq)])
+        z = embed(heads.rows_of(self.inputs, ids))  # (S, width, d)
+        inverse = torch.stack([inv.flatten() for _, inv in uniq])  # (S, 2B·K)
+        z_near = torch.gather(z, 1, inverse[..., None].expand(-1, -1, z.shape[-1]))
+        return z_near.view(*near.shape, z.shape[-1])
 
     def state(self) -> dict:
-        return {"memories": [m.ids.cpu() for m in self.memories], "active": self.active_steps}
+        return {"memories": self.memory.state(), "active": self.active_steps}
 
     def load_state(self, state: dict) -> None:
-        for memory, ids in zip(self.memories, state["memories"], strict=True):
-            memory.ids = ids.to(memory.ids.device)
+        self.memory.load_state(state["memories"])
         self.active_steps = state["active"]

@@ -85,13 +85,6 @@ def step_tables(xq: torch.Tensor, xc: torch.Tensor, data: TrainData, members: in
     )
 
 
-def rows_of(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Each member's rows `idx` (S, B) of `x`, shared (N, D) or per member (S, N, D)."""
-    if x.dim() == 2:
-        return x[idx]
-    return torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
-
-
 @dataclass
 class StepTrainer:
     """Everything one step's epochs need: its module and objective, its (frozen) inputs, the
@@ -155,12 +148,13 @@ class StepTrainer:
         for b, idx in enumerate(batch_idx):
             idx = idx.to(data.pairs.device)
             qi, di = data.pairs[idx, 0], data.pairs[idx, 1]  # (S, B)
-            batch = Batch(
-                data.relevance(qi, di), data.q[qi], data.c[di], self.temperature, self.rank_scale
-            )
+            q_full, d_full = data.q[qi], data.c[di]
+            batch = Batch(data.relevance(qi, di), q_full, d_full, self.temperature, self.rank_scale)
             ctx = Context((epoch * n + b) / (epochs * n), gens, qi, di)
             module = self.module if self.sharded is None else self.sharded
-            loss = self.objective(module, rows_of(self.xq, qi), rows_of(self.xc, di), batch, ctx)
+            zq = q_full if self.xq is data.q else heads.rows_of(self.xq, qi)  # unchained: the same
+            zd = d_full if self.xc is data.c else heads.rows_of(self.xc, di)
+            loss = self.objective(module, zq, zd, batch, ctx)
             self.opt.zero_grad()
             loss.sum().backward()  # members are independent: each gets its own gradient
             if self.sharded is not None:

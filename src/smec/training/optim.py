@@ -65,8 +65,9 @@ class StackedOptimizer:
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
         m.lerp_(p.grad, 1 - BETAS[0])
         v.mul_(BETAS[1]).addcmul_(p.grad, p.grad, value=1 - BETAS[1])
-        denom = (v.sqrt() / math.sqrt(1 - BETAS[1] ** t)).add_(EPS)
-        return m / denom * (lr / (1 - BETAS[0] ** t))
+        # in place: a fresh (S, out, in) temporary costs more than the pass that fills it
+        denom = torch.sqrt(v).div_(math.sqrt(1 - BETAS[1] ** t)).add_(EPS)
+        return torch.div(m, denom, out=denom).mul_(lr / (1 - BETAS[0] ** t))
 
     def _sgd(self, p: torch.Tensor, state: dict, lr: torch.Tensor) -> torch.Tensor:
         grad = p.grad

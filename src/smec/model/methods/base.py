@@ -115,7 +115,8 @@ class NestedObjective(Objective):
         self.loss = loss
 
     def __call__(self, module, zq, zd, batch, ctx):
-        return self.loss(module(zq), module(zd), batch)
+        y = module(torch.cat([zq, zd], dim=1))  # one product for queries and documents
+        return self.loss(y[:, : zq.shape[1]], y[:, zq.shape[1] :], batch)
 
 
 def nested_loss(spec: StepSpec, cfg: Train) -> NestedLoss:
