@@ -121,3 +121,38 @@ def test_binary_vectors_score_exactly_so_ties_rank_alike_in_any_chunking():
     hamming = (signs[:20, None, :48] != signs[None, :, :48]).sum(-1)
     order = torch.sort(hamming, dim=1, stable=True).indices[:, :50]
     assert torch.equal(want, order)  # Hamming's ranking, ties by corpus row
+
+
+def test_members_heldout_ndcg_is_trec_evals_on_graded_partly_judged_rankings():
+    """score_members computes nDCG@10 itself; trec_eval (through ir-measures) must agree on
+    each member: graded gains, unjudged and absent documents, a query with nothing relevant,
+    another with more relevant documents than 10, and tied scores."""
+    import ir_measures
+
+    gen = torch.Generator().manual_seed(3)
+    n_q, n_docs, members = 12, 60, 3
+    corpus_ids = [f"d{i}" for i in range(n_docs)]
+    qids = [f"q{i}" for i in range(n_q)]
+    qrels = {
+        q: {
+            f"d{int(d)}": int(r)
+            for d, r in zip(
+                torch.randperm(n_docs, generator=gen)[:4], torch.randint(0, 3, (4,), generator=gen)
+            )
+        }
+        for q in qids
+    }
+    qrels["q0"] = {"d1": 0, "d2": 0}  # judged, nothing relevant
+    qrels["q1"] = {f"d{i}": 1 + i % 2 for i in range(14)}  # more relevant than the cut
+    qrels["q2"]["gone"] = 2  # relevant but not in the corpus: only the ideal sees it
+    zq = torch.randn(members, n_q, 6, generator=gen)
+    zc = torch.randn(members, n_docs, 6, generator=gen)
+    zc[:, 5] = zc[:, 4]  # a tie, broken by corpus row
+    test = retrieval.TestSet(qids, zq[0], qrels, corpus_ids)
+    want = []
+    for s in range(members):
+        run = retrieval.run_dict(qids, corpus_ids, retrieval.search(zq[s], zc[s], 100)[1])
+        per_query = ir_measures.iter_calc([retrieval.MEASURES["ndcg_at_10"]], qrels, run)
+        want.append(sum(m.value for m in per_query) / len(qrels))
+    assert min(want) > 0.05
+    assert test.score_members(zq, zc) == pytest.approx(want, rel=1e-12, abs=0)

@@ -1,9 +1,12 @@
 """Exact cosine search in memory-bounded chunks, the IR metrics, and the test set they score.
 
 Metrics come from `ir-measures` (backed by `pytrec-eval-terrier`, i.e. trec_eval itself): the
-field's reference implementation, with no hand-written nDCG. Our ranking is handed to it as
-scores `k - rank`, so ties are broken as the search broke them (by corpus order), not by
-trec_eval's own tie rule.
+field's reference implementation. Our ranking is handed to it as scores `k - rank`, so ties are
+broken as the search broke them (by corpus order), not by trec_eval's own tie rule. One
+exception: model selection's held-out nDCG@10, asked for every epoch of every training
+(:meth:`TestSet.score_members`), is trec_eval's `ndcg_cut.10` computed here on the same ranking
+(:class:`Judged`), since building a run for trec_eval cost more than the training; a test holds
+the two to the same values on graded, partly unjudged rankings.
 """
 
 from __future__ import annotations
@@ -157,6 +160,56 @@ def evaluate(qrels: dict, run: dict) -> dict[str, float]:
     return {name: float(scores[m]) for name, m in MEASURES.items()}
 
 
+NDCG_CUT = 10
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The qrels of a list of queries against a corpus, as arrays: the key query position ·
+    n_docs + corpus row of every judged pair (sorted), its relevance, and each query's ideal
+    DCG@10."""
+
+    keys: np.ndarray
+    gains: np.ndarray
+    ideal: np.ndarray  # (Nq,)
+    n_docs: int
+
+    @classmethod
+    def of(cls, query_ids: list[str], qrels: dict, corpus_ids: list[str]) -> Judged:
+        row, n_docs = {c: i for i, c in enumerate(corpus_ids)}, len(corpus_ids)
+        judged = {  # key -> relevance; -1 -> 0 keeps the arrays non-empty
+            q * n_docs + row[d]: rel
+            for q, qid in enumerate(query_ids)
+            for d, rel in qrels.get(qid, {}).items()
+            if rel > 0 and d in row
+        } | {-1: 0}
+        keys = np.array(sorted(judged), dtype=np.int64)
+        rels = [
+            sorted((r for r in qrels.get(q, {}).values() if r > 0), reverse=True) for q in query_ids
+        ]
+        ideal = [float(_dcg(np.array(r[:NDCG_CUT], dtype=np.float64))) for r in rels]
+        gains = np.array([judged[k] for k in keys], dtype=np.float64)
+        return cls(keys, gains, np.array(ideal), n_docs)
+
+    def ndcg(self, top: np.ndarray) -> np.ndarray:
+        """(..., Nq) each query's nDCG@10 of its ranked corpus rows `top` (..., Nq, k), as
+        trec_eval's `ndcg_cut.10` computes it: gain = the qrels' relevance (unjudged: 0),
+        discount log2(rank + 1), summed in rank order, over the ideal ordering's DCG (0 for
+        a query with no relevant document)."""
+        key = np.arange(top.shape[-2])[:, None] * self.n_docs + top[..., :NDCG_CUT]
+        pos = np.searchsorted(self.keys, key).clip(max=len(self.keys) - 1)
+        dcg = _dcg(np.where(self.keys[pos] == key, self.gains[pos], 0.0))
+        return np.divide(dcg, self.ideal, out=np.zeros_like(dcg), where=self.ideal > 0)
+
+
+def _dcg(gains: np.ndarray) -> np.ndarray:
+    """Σ_i gains[..., i] / log2(i + 2), added in rank order as trec_eval adds them."""
+    total = np.zeros(gains.shape[:-1])
+    for i in range(gains.shape[-1]):
+        total = total + gains[..., i] / np.log2(i + 2.0)
+    return total
+
+
 @dataclass(frozen=True)
 class TestSet:
     """The test split of a prepared data set: its query ids (sorted), their frozen embeddings,
@@ -194,19 +247,16 @@ class TestSet:
             rows[metric.query_id][names[metric.measure]] = float(metric.value)
         return pd.DataFrame([{"query_id": q, **v} for q, v in sorted(rows.items())])
 
+    @functools.cached_property
+    def judged(self) -> Judged:
+        return Judged.of(self.query_ids, self.qrels, self.corpus_ids)
+
     def score_members(self, zq: torch.Tensor, zc: torch.Tensor) -> list[float]:
-        """nDCG@10 of each member's queries (S, Nq, d) against its corpus (S, Nc, d), in one
-        evaluation: member s's queries are renamed `s:<id>`, so nothing mixes."""
-        run, qrels = {}, {}
-        for s in range(len(zq)):
-            _, top = search(zq[s], zc[s], 100)
-            names = [f"{s}:{q}" for q in self.query_ids]
-            run |= run_dict(names, self.corpus_ids, top)
-            qrels |= {f"{s}:{q}": self.qrels[q] for q in self.query_ids if q in self.qrels}
-        totals = [0.0] * len(zq)
-        for metric in ir_measures.iter_calc([MEASURES["ndcg_at_10"]], qrels, run):
-            totals[int(metric.query_id.split(":", 1)[0])] += metric.value
-        return [total / len(self.qrels) for total in totals]
+        """nDCG@10 of each member's queries (S, Nq, d) against its corpus (S, Nc, d), averaged
+        over the queries of the qrels: :meth:`Judged.ndcg` on each member's top 10."""
+        k = min(NDCG_CUT, zc.shape[1])
+        top = np.stack([search(zq[s], zc[s], k)[1].cpu().numpy() for s in range(len(zq))])
+        return (self.judged.ndcg(top).sum(axis=1) / len(self.qrels)).tolist()
 
     def scores(self, method, modules, dims: list[int], corpus: torch.Tensor) -> list[list[dict]]:
         """Per member of a trained method, its measures at every width (`method.embed_at`
