@@ -160,7 +160,13 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
             assert r.data.metrics["heldout.ndcg_at_10"] == pytest.approx(row.value, 1e-5)
             assert float(r.data.params["lr"]) == pytest.approx(row.lr, 1e-5)
             assert r.info.status == "FINISHED"
-            for tag in (tracking.TAG_COMMIT, tracking.TAG_PARAMS, tracking.TAG_EXECUTION):
+            tags = (
+                tracking.TAG_COMMIT,
+                tracking.TAG_PARAMS,
+                tracking.TAG_EXECUTION,
+                tracking.TAG_HOST,
+            )
+            for tag in tags:
                 assert r.data.tags[tag] == stage.data.tags[tag], tag  # found by the stage's
             assert len(client.get_metric_history(r.info.run_id, "loss")) >= row.epochs
         # the tuned arm trains at the best settings, beside the default arms

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 from dvc_data.hashfile.hash import file_md5
@@ -100,3 +101,12 @@ def test_stages_started_by_one_dvc_process_share_its_execution(tmp_path):
         [sys.executable, str(fake_dvc)], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
     assert again[0] != out[0]  # another `dvc repro`, another execution
+
+
+def test_the_host_names_this_machines_cpu_model_and_cores():
+    model = next(
+        ln.split(":", 1)[1].strip()
+        for ln in Path("/proc/cpuinfo").read_text().splitlines()
+        if ln.startswith("model name")
+    )
+    assert provenance.host().startswith(f"{model}, {os.cpu_count()} cores")

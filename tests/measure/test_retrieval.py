@@ -137,7 +137,9 @@ def test_members_heldout_ndcg_is_trec_evals_on_graded_partly_judged_rankings():
         q: {
             f"d{int(d)}": int(r)
             for d, r in zip(
-                torch.randperm(n_docs, generator=gen)[:4], torch.randint(0, 3, (4,), generator=gen)
+                torch.randperm(n_docs, generator=gen)[:4],
+                torch.randint(0, 3, (4,), generator=gen),
+                strict=True,
             )
         }
         for q in qids

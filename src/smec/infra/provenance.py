@@ -7,6 +7,8 @@ execution it belongs to.
 - :func:`md5` is the digest DVC 3 records for a file in `dvc.lock` (plain MD5 of its bytes).
 - :func:`execution` names one `dvc repro` or `dvc exp run`: every stage it runs sees the same
   value, so their MLflow runs can share a parent.
+- :func:`host` names the machine a stage ran on (CPU model, cores, GPU): the last digits of
+  SMEC's numbers move with the CPU, and two result sets are told apart by it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import platform
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -133,3 +136,20 @@ def execution() -> str:
     kind = "dvc" if proc is not None else "manual"
     proc = proc or psutil.Process()
     return f"{kind}:{proc.pid}:{proc.create_time():.3f}"
+
+
+def host() -> str:
+    """The CPU model and logical cores of this machine, and its first CUDA device if any."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        models = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        cpu = models[0] if models else cpu
+    import torch
+
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}"

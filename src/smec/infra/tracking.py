@@ -32,6 +32,7 @@ TAG_STAGE = "dvc.stage"
 TAG_PARAMS = "params.digest"
 TAG_EXP = "dvc.exp"
 TAG_EXECUTION = "smec.execution"
+TAG_HOST = "smec.host"
 TAG_ROLE = "smec.role"  # "pipeline" (a parent run), "stage", or "trial" (nested in tune@<m>)
 TAG_PARENT = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment on its runs ("Model training") only when it knows the
@@ -177,11 +178,13 @@ def experiment_id(name: str) -> str:
 
 
 def common_tags(p: params.Params, checkout: Path) -> dict[str, str]:
-    """What every run of one execution carries: its commit, params digest, execution, exp."""
+    """What every run of one execution carries: its commit, params digest, execution, exp, and
+    the machine it ran on."""
     tags = {
         TAG_COMMIT: commit(checkout),
         TAG_PARAMS: params.digest(p),
         TAG_EXECUTION: provenance.execution(),
+        TAG_HOST: provenance.host(),
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags[TAG_EXP] = os.environ["DVC_EXP_NAME"]
