@@ -87,3 +87,15 @@ def test_every_pair_has_a_bootstrap_interval_over_seeds_and_queries_and_a_holm_p
     assert (pairs.p_holm >= pairs.p_boot - 1e-12).all()
     smallest = pairs.p_boot.idxmin()
     assert pairs.p_holm[smallest] == pytest.approx(min(1, len(pairs) * pairs.p_boot[smallest]))
+
+
+def test_sign_flip_tests_share_one_draw_of_signs_and_get_the_p_value_fresh_signs_give():
+    rng = np.random.default_rng(7)
+    for _ in range(3):  # other differences over as many queries read the same signs
+        diff = rng.normal(0.02, 0.1, size=50)
+        signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(4_000, 50))
+        null = np.abs(signs @ diff) / 50
+        fresh = (1 + np.sum(null >= abs(diff.mean()) - 1e-12)) / 4_001
+        assert comparison.sign_flip_p(diff, draws=4_000) == fresh
+    with pytest.raises(ValueError, match="read-only"):
+        comparison._signs(4_000, 50, 0)[0, 0] = 0

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from smec.measure.significance import holm, two_level_bootstrap
+from smec.measure.significance import CHUNK, _draws, holm, two_level_bootstrap
 
 
 def test_a_constant_difference_has_a_point_interval_and_the_smallest_p_value():
@@ -49,3 +49,34 @@ def test_holm_adjusts_step_down_in_the_inputs_order():
     assert holm([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # capped at 1
     assert holm([0.2]).tolist() == [0.2]  # a family of one is not corrected
+
+
+def _fresh_draws(a: np.ndarray, b: np.ndarray, draws: int, seed: int) -> np.ndarray:
+    """δ* of the module docstring's formula, every count drawn anew from the seed (chunk by
+    chunk: a's seeds, b's seeds, then the queries, as the bootstrap draws them)."""
+    rng, q, stars = np.random.default_rng(seed), a.shape[1], []
+    for start in range(0, draws, CHUNK):
+        n = min(CHUNK, draws - start)
+        wa = rng.multinomial(len(a), np.full(len(a), 1 / len(a)), size=n)
+        wb = rng.multinomial(len(b), np.full(len(b), 1 / len(b)), size=n)
+        c = rng.multinomial(q, np.full(q, 1 / q), size=n)
+        stars.append((c * (wa @ a / len(a) - wb @ b / len(b))).sum(axis=1) / q)
+    return np.concatenate(stars)
+
+
+def test_differences_share_one_draw_of_counts_and_get_the_numbers_fresh_draws_give():
+    """The counts depend only on the shapes and the seed, so they are drawn once for every
+    difference of a comparison; each difference still gets exactly what drawing them anew
+    gives, and none can change what the next one reads."""
+    rng = np.random.default_rng(5)
+    for _ in range(3):  # the same shapes, other scores: the shared counts are read again
+        a, b = rng.random((5, 60)), rng.random((3, 60))
+        got = two_level_bootstrap(a, b, draws=5_000, seed=2)
+        stars = _fresh_draws(a, b, 5_000, 2)
+        tail = (1 - 0.95) / 2
+        assert (got.low, got.high) == tuple(np.quantile(stars, [tail, 1 - tail]))
+        p = (1 + np.sum(np.abs(stars - got.delta) >= abs(got.delta) - 1e-12)) / 5_001
+        assert got.p == p
+    queries = _draws(5, 3, 60, 5_000, 2)[0][2]
+    with pytest.raises(ValueError, match="read-only"):
+        queries[0, 0] = 99

@@ -14,6 +14,7 @@ execution it belongs to.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import platform
@@ -138,8 +139,10 @@ def execution() -> str:
     return f"{kind}:{proc.pid}:{proc.create_time():.3f}"
 
 
+@functools.cache
 def host() -> str:
-    """The CPU model and logical cores of this machine, and its first CUDA device if any."""
+    """The CPU model and logical cores of this machine, and its first CUDA device if any (read
+    once per process: every run's tags carry it)."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():

@@ -3,6 +3,7 @@ document) pairs, the held-out queries, and the shuffled batches of each epoch.""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,13 @@ class TrainData:
         key = qi[..., :, None] * len(self.c) + di[..., None, :]
         pos = torch.searchsorted(self.keys, key).clamp(max=len(self.keys) - 1)
         return torch.where(self.keys[pos] == key, self.key_scores[pos], 0.0)
+
+    @functools.cached_property
+    def heldout_set(self) -> retrieval.TestSet:
+        """The held-out queries as a test set, built once per training data (model selection
+        scores it every epoch; its qrels' arrays are :attr:`retrieval.TestSet.judged`)."""
+        queries = self.q[self.heldout]
+        return retrieval.TestSet(self.heldout_ids, queries, self.heldout_qrels, self.corpus_ids)
 
 
 def train_data(inputs: StageInputs, device: torch.device) -> TrainData:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from smec.errors import SmecError
 from smec.infra import distributed
-from smec.measure import gradstats, retrieval
+from smec.measure import gradstats
 from smec.model import heads
 from smec.model.losses import Batch
 from smec.model.methods.base import Context, Method, Objective, StepSpec, Tables
@@ -180,8 +180,7 @@ class StepTrainer:
         zq = self.module(heads.members(xq, len(self.seeds)))
         zc = self.module(heads.members(self.xc, len(self.seeds)))
         self.module.train()
-        test = retrieval.TestSet(data.heldout_ids, zq, data.heldout_qrels, data.corpus_ids)
-        scores = {d: test.score_members(zq[..., :d], zc[..., :d]) for d in dims}
+        scores = {d: data.heldout_set.score_members(zq[..., :d], zc[..., :d]) for d in dims}
         return [
             {f"heldout_d{d}.ndcg_at_10": scores[d][s] for d in dims} for s in range(len(self.seeds))
         ]

@@ -29,7 +29,6 @@ import pandas as pd
 import torch
 
 from smec import params
-from smec.measure import retrieval
 from smec.model.methods.base import Knob, Method
 from smec.params import Methods, Tune
 from smec.training.data import TrainData
@@ -94,8 +93,7 @@ def heldout_value(method: Method, modules: list, dims: list[int], data: TrainDat
     for d in dims:
         zq = method.embed_at(modules, dims, data.q[data.heldout], d)
         zc = method.embed_at(modules, dims, data.c, d)
-        test = retrieval.TestSet(data.heldout_ids, zq, data.heldout_qrels, data.corpus_ids)
-        per_width.append(test.score_members(zq, zc))
+        per_width.append(data.heldout_set.score_members(zq, zc))
     return [sum(v) / len(v) for v in zip(*per_width, strict=True)]
 
 
