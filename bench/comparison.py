@@ -2,11 +2,13 @@
 
 `comparison.table` (each method's paired sign-flip test against MRL) and `comparison.pairs`
 (every difference the results state: its sign-flip test and its two-level bootstrap), as the
-`comparison` stage calls them, on the comparison's per-query scores: `runs/compare/*/scores.parquet`
-under `--root` when the `compare@` stages have run, else seeded synthetic scores of SciFact's
-shape (the seven learned methods × 5 seeds and four baselines, two starts, widths 192/96/48, 300
-queries). The draws (the bootstrap's counts, `significance._draws`; the sign flips,
-`comparison._signs`) depend only on the shapes and the seed:
+`comparison` stage calls them, on the learned methods' per-query scores:
+`runs/compare/*/scores.parquet` under `--root` when the `compare@` stages have run (without the
+learning-free baselines, which the stage scores itself, so with fewer differences than the
+stage's), else seeded synthetic scores of SciFact's shape (the seven learned methods × 5 seeds
+and four baselines, two starts, widths 192/96/48, 300 queries). The draws (the bootstrap's
+counts, `significance._draws`; the sign flips, `comparison._signs`) depend only on the shapes
+and the seed:
 
 - shared: what the stage does, each shape's draws made once per run (the caches emptied first);
 - fresh: the baseline, the same functions unwrapped, so every difference draws its own anew
