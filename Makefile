@@ -73,7 +73,7 @@ ci-repro: $(STAMP)
 
 bench: $(STAMP)  # stops at the first benchmark that fails
 	set -e; for b in bench/encode.py bench/train_step.py bench/evaluate.py bench/sweep.py \
-	  bench/heldout.py bench/comparison.py; do \
+	  bench/heldout.py bench/comparison.py bench/stack_split.py; do \
 	  $(BIN)/python $$b; done
 
 clean-venv:

@@ -22,7 +22,10 @@ Stacking: mrl+rec for 5 seeds as one stacked model against the 5 in turn
 (stacked_over_sequential, goal >= 3), and its ceiling on this machine, stacked_ceiling: the
 ratio if everything but the work that grows with the members (each step's rows, the head's
 product and gradient, the optimiser's step; timed alone for 1 member and for 5) cost the same
-for 5 members as for one.
+for 5 members as for one; and products_bound, the ratio if nothing but the head's two matrix
+products per step and the rows they read (the forward bmm and the weight gradient's,
+`products_once`) grew with the members, with product_gflops their rate for 5 members: a bound no
+stacked step can pass, since every member's rows and products must be computed.
 
 The last stdout line is one JSON object: mrl_over_single (mrl / single, goal <= 1.15),
 recorder_overhead (mrl+rec / mrl, goal <= 1.05), samples_per_s (training pairs per second of
@@ -170,6 +173,19 @@ def floor_once(cfg: Train, data: TrainData, epochs, n_members: int) -> None:
             opt.zero_grad()
 
 
+def products_once(cfg: Train, data: TrainData, epochs, n_members: int) -> None:
+    """Only the head's two products per step and the rows they read, as the stacked head
+    computes them: W xᵀ for the step's 2B rows, and a product of W's gradient's shape and work
+    ((∂L/∂y)ᵀ x), for `n_members` members."""
+    w = torch.randn(n_members, cfg.method_dims[0], data.q.shape[1])
+    for batch_idx in epochs:
+        for idx in batch_idx:
+            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
+            x = torch.cat([data.q[qi], data.c[di]], dim=1)  # (S, 2B, in)
+            y = torch.bmm(w, x.transpose(1, 2))  # (S, out, 2B)
+            torch.bmm(y, x)  # the weight gradient's shape and work: (S, out, in)
+
+
 def stacked_runs(cfg: Train, data: TrainData, args: argparse.Namespace) -> dict:
     """mrl+rec for STACK seeds: one stacked model, and one model per seed in turn; and the
     floor (:func:`floor_once`) for one member and for STACK."""
@@ -186,6 +202,8 @@ def stacked_runs(cfg: Train, data: TrainData, args: argparse.Namespace) -> dict:
         "sequential": sequential,
         "floor_1": lambda: floor_once(cfg, data, alone[0], 1),
         f"floor_{STACK}": lambda: floor_once(cfg, data, stacked, STACK),
+        "products_1": lambda: products_once(cfg, data, alone[0], 1),
+        f"products_{STACK}": lambda: products_once(cfg, data, stacked, STACK),
     }
 
 
@@ -245,6 +263,11 @@ def main() -> None:
     one = stack_med["sequential"] / STACK
     grown = stack_med[f"floor_{STACK}"] - stack_med["floor_1"]
     stacked_ceiling = stack_med["sequential"] / (one + grown)
+    products_grown = stack_med[f"products_{STACK}"] - stack_med["products_1"]
+    products_bound = stack_med["sequential"] / (one + products_grown)
+    n_rows = 2 * cfg.batch_size
+    flops = 4 * STACK * cfg.method_dims[0] * data.q.shape[1] * n_rows * steps * args.epochs
+    product_gflops = flops / stack_med[f"products_{STACK}"] / 1e9
     n_steps = steps * args.epochs
     for c in CONFIGS:
         print(
@@ -276,6 +299,11 @@ def main() -> None:
         f"{stack_med[f'floor_{STACK}']:.3f}s for {STACK})"
     )
     print(
+        f"products_bound {products_bound:.3f}: one member's run plus the growth of the head's "
+        f"two products alone ({stack_med['products_1']:.3f}s for 1 member, "
+        f"{stack_med[f'products_{STACK}']:.3f}s for {STACK}: {product_gflops:.0f} GFLOP/s)"
+    )
+    print(
         f"smec_over_smrl {smec_over_smrl:.3f} (goal <= 1.5): "
         f"{'ok' if smec_over_smrl <= 1.5 else 'OVER'}"
     )
@@ -288,6 +316,8 @@ def main() -> None:
             "stacked_over_sequential": round(stacked_over_sequential, 4),
             "stack_members": STACK,
             "stacked_ceiling": round(stacked_ceiling, 4),
+            "products_bound": round(products_bound, 4),
+            "product_gflops": round(product_gflops, 1),
             "ddp_over_single": round(ddp / med["mrl+rec"], 4),
             "ms_per_step": {c: round(1e3 * med[c] / n_steps, 4) for c in CONFIGS},
             "steps_per_epoch": steps,
