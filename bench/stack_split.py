@@ -17,15 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
-from harness import emit, machine
+import train_step
+from harness import emit, machine, medians
+from train_step import STACK
 
-STACK = 5
+from smec.params import Train
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,19 +39,23 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     if args.quick:
         args.epochs, args.repeats, args.rounds = 2, 2, 1
+    if min(args.epochs, args.repeats, args.rounds) < 1:
+        ap.error("--epochs, --repeats and --rounds must be >= 1")
     return args
 
 
 def worker(args: argparse.Namespace) -> None:
     """Train `members` (comma-separated seeds) `repeats` times from the agreed start; print
     each run's seconds."""
-    import train_step
-
     members, threads, start = args.worker
     torch.set_num_threads(int(threads))
     seeds = tuple(int(s) for s in members.split(","))
     ns = argparse.Namespace(
-        root=train_step.ROOT, synthetic=False, loss="rank", batch_size=64, epochs=args.epochs
+        root=train_step.ROOT,
+        synthetic=False,
+        loss="rank",
+        batch_size=Train().batch_size,
+        epochs=args.epochs,
     )
     cfg, data, _, _ = train_step.setup(ns)
     epochs = train_step.epochs_of(data, cfg, seeds, args.epochs)
@@ -111,7 +116,7 @@ def main() -> None:
         for name, parts, threads in pair if r % 2 == 0 else pair[::-1]:
             (one if name == "one" else split).extend(variant(args, parts, threads))
         print(f"round {r + 1}/{args.rounds}: one {one[-1]:.3f}s, split {split[-1]:.3f}s")
-    one_s, split_s = statistics.median(one), statistics.median(split)
+    one_s, split_s = medians({"one": one, "split": split}).values()
     print(f"split_over_one {split_s / one_s:.3f} (one process {one_s:.3f}s, split {split_s:.3f}s)")
     emit(
         {

@@ -40,6 +40,7 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -159,18 +160,24 @@ def setup(args: argparse.Namespace):
     return cfg, data, source, epochs_of(data, cfg, (0,), args.epochs)
 
 
+def step_rows(data: TrainData, epochs) -> Iterator[torch.Tensor]:
+    """Each step's rows as the stacked head reads them: (S, 2B, in), queries then documents."""
+    for batch_idx in epochs:
+        for idx in batch_idx:
+            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
+            yield torch.cat([data.q[qi], data.c[di]], dim=1)
+
+
 def floor_once(cfg: Train, data: TrainData, epochs, n_members: int) -> None:
     """Only the work that grows with the members: each step's rows, the head's product and its
     gradient, and the optimiser's step (no loss, no recorder)."""
     head = heads.make_head(data.q.shape[1], cfg.method_dims[0], cfg.bias, cfg.init, [1] * n_members)
     total = sum(len(b) for b in epochs)
     opt, _ = optim.optimizer(head, cfg, [cfg.lr] * n_members, {}, total)
-    for batch_idx in epochs:
-        for idx in batch_idx:
-            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
-            head(torch.cat([data.q[qi], data.c[di]], dim=1)).square().sum().backward()
-            opt.step()
-            opt.zero_grad()
+    for x in step_rows(data, epochs):
+        head(x).square().sum().backward()
+        opt.step()
+        opt.zero_grad()
 
 
 def products_once(cfg: Train, data: TrainData, epochs, n_members: int) -> None:
@@ -178,17 +185,15 @@ def products_once(cfg: Train, data: TrainData, epochs, n_members: int) -> None:
     computes them: W xᵀ for the step's 2B rows, and a product of W's gradient's shape and work
     ((∂L/∂y)ᵀ x), for `n_members` members."""
     w = torch.randn(n_members, cfg.method_dims[0], data.q.shape[1])
-    for batch_idx in epochs:
-        for idx in batch_idx:
-            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
-            x = torch.cat([data.q[qi], data.c[di]], dim=1)  # (S, 2B, in)
-            y = torch.bmm(w, x.transpose(1, 2))  # (S, out, 2B)
-            torch.bmm(y, x)  # the weight gradient's shape and work: (S, out, in)
+    for x in step_rows(data, epochs):
+        y = torch.bmm(w, x.transpose(1, 2))  # (S, out, 2B)
+        torch.bmm(y, x)  # the weight gradient's shape and work: (S, out, in)
 
 
 def stacked_runs(cfg: Train, data: TrainData, args: argparse.Namespace) -> dict:
     """mrl+rec for STACK seeds: one stacked model, and one model per seed in turn; and the
-    floor (:func:`floor_once`) for one member and for STACK."""
+    floor (:func:`floor_once`) and the products (:func:`products_once`) for one member and for
+    STACK."""
     seeds = tuple(range(STACK))
     stacked = epochs_of(data, cfg, seeds, args.epochs)
     alone = {s: epochs_of(data, cfg, (s,), args.epochs) for s in seeds}
