@@ -27,6 +27,13 @@ products per step and the rows they read (the forward bmm and the weight gradien
 `products_once`) grew with the members, with product_gflops their rate for 5 members: a bound no
 stacked step can pass, since every member's rows and products must be computed.
 
+SMEC's bound, smec_products_bound: SMEC's first step over SMRL's if SMEC's cost SMRL's step with
+the head's products (`products_once`, one member) replaced by SMEC's own (`smec_products_once`:
+the 384 × 384 ADS map on the step's rows and its gradient's product, and the map's kept rows on
+the distinct S-XBM neighbour rows of each step, counted by the step's own term and memory,
+smec_neighbour_rows their mean): the mask, the noise and the term's loss counted as free, so no
+SMEC step as the method is read can be cheaper.
+
 The last stdout line is one JSON object: mrl_over_single (mrl / single, goal <= 1.15),
 recorder_overhead (mrl+rec / mrl, goal <= 1.05), samples_per_s (training pairs per second of
 mrl+rec), ddp_over_single (two processes / one: time, so above 1 is slower; on 2 cores no
@@ -61,6 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("single", "mrl", "mrl+rec", "smrl_step1", "smec_step1")
 STACK = 5  # members of the stacked-against-sequential measurement
 STEP_CONFIGS = {"smrl_step1": "smrl", "smec_step1": "smec"}
+DIMS = {"method_dims": [192, 96, 48]}  # the chain SMRL's and SMEC's first steps belong to
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,6 +88,11 @@ def parse_args() -> argparse.Namespace:
         "--repeats", type=int, default=21, help="timed runs of each config (default: %(default)s)"
     )
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 3 repeats")
+    ap.add_argument(
+        "--profile",
+        choices=CONFIGS,
+        help="instead: torch.profiler's table of one run of this config, by self CPU time",
+    )
     ap.add_argument("--ddp-repeats", type=int, default=5, help="default: %(default)s")
     ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -103,8 +116,7 @@ def run_step(name: str, cfg: Train, data: TrainData, epochs, seeds: list[int]):
     """The first step of method `name` exactly as the pipeline trains it (recorder included),
     for the members `seeds` stacked."""
     members = tuple(loop.Member(s, cfg.lr) for s in seeds)
-    dims = {"method_dims": [192, 96, 48]}
-    job = loop.Job(methods.get(name), cfg.model_copy(update=dims), members=members)
+    job = loop.Job(methods.get(name), cfg.model_copy(update=DIMS), members=members)
     spec = job.method.plan(job.cfg, 384)[0]
     module = job.method.build(spec, job.cfg, job.opts, job.seeds)
     trainer = loop.StepTrainer.build(job, spec, module, [], data)
@@ -190,10 +202,48 @@ def products_once(cfg: Train, data: TrainData, epochs, n_members: int) -> None:
         torch.bmm(y, x)  # the weight gradient's shape and work: (S, out, in)
 
 
-def stacked_runs(cfg: Train, data: TrainData, args: argparse.Namespace) -> dict:
-    """mrl+rec for STACK seeds: one stacked model, and one model per seed in turn; and the
-    floor (:func:`floor_once`) and the products (:func:`products_once`) for one member and for
-    STACK."""
+def neighbour_widths(cfg: Train, data: TrainData, epochs) -> list[int]:
+    """Each step's number of distinct S-XBM neighbour rows SMEC's first step passes through its
+    map (0 while the term does not count yet), found by the step's own term and memory over
+    `epochs` (one member), with a stand-in `embed` that only counts them."""
+    job = loop.Job(
+        methods.get("smec"), cfg.model_copy(update=DIMS), members=(loop.Member(0, cfg.lr),)
+    )
+    spec = job.method.plan(job.cfg, data.q.shape[1])[0]
+    module = job.method.build(spec, job.cfg, job.opts, job.seeds)
+    term = loop.StepTrainer.build(job, spec, module, [], data).objective.term
+    widths: list[int] = []
+
+    def count(x: torch.Tensor) -> torch.Tensor:
+        widths[-1] = x.shape[1]
+        return x.new_zeros(*x.shape[:2], spec.out_dim)
+
+    for batch_idx in epochs:
+        for idx in batch_idx:
+            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
+            widths.append(0)
+            term(torch.zeros(1, 2 * qi.shape[1], spec.out_dim), count, qi, di)
+    return widths
+
+
+def smec_products_once(cfg: Train, data: TrainData, epochs, widths: list[int]) -> None:
+    """Only the products SMEC's first step cannot do without, one member: its square map on
+    the step's 2B rows and a product of the map's gradient's shape and work, and the map's kept
+    rows (method_dims[0] of them) on the step's `widths` distinct neighbour rows."""
+    n, k = data.q.shape[1], cfg.method_dims[0]
+    square, kept = torch.randn(1, n, n), torch.randn(1, k, n)
+    neighbours = torch.randn(1, max(widths), n)
+    for x, width in zip(step_rows(data, epochs), widths, strict=True):
+        y = torch.bmm(square, x.transpose(1, 2))  # (1, n, 2B)
+        torch.bmm(y, x)  # the map's gradient: (1, n, n)
+        if width:
+            torch.bmm(neighbours[:, :width], kept.transpose(1, 2))  # (1, width, k)
+
+
+def stacked_runs(cfg: Train, data: TrainData, args: argparse.Namespace, widths: list[int]) -> dict:
+    """mrl+rec for STACK seeds: one stacked model, and one model per seed in turn; the floor
+    (:func:`floor_once`) and the products (:func:`products_once`) for one member and for STACK;
+    and SMEC's first step's products for one member, `widths` its neighbour rows per step."""
     seeds = tuple(range(STACK))
     stacked = epochs_of(data, cfg, seeds, args.epochs)
     alone = {s: epochs_of(data, cfg, (s,), args.epochs) for s in seeds}
@@ -209,6 +259,7 @@ def stacked_runs(cfg: Train, data: TrainData, args: argparse.Namespace) -> dict:
         f"floor_{STACK}": lambda: floor_once(cfg, data, stacked, STACK),
         "products_1": lambda: products_once(cfg, data, alone[0], 1),
         f"products_{STACK}": lambda: products_once(cfg, data, stacked, STACK),
+        "smec_products": lambda: smec_products_once(cfg, data, alone[0], widths),
     }
 
 
@@ -239,12 +290,25 @@ def ddp_median(args: argparse.Namespace) -> float:
     return json.loads(out.strip().splitlines()[-1])["median"]
 
 
+def profile(config: str, cfg: Train, data: TrainData, epochs) -> None:
+    """Print torch.profiler's operators of one (warmed-up) run of `config`, per step."""
+    run_once(config, cfg, data, epochs[:2])
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run_once(config, cfg, data, epochs)
+    steps = sum(len(b) for b in epochs)
+    print(f"{config}: {steps} steps; divide the totals by {steps} for a step's")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
 def main() -> None:
     args = parse_args()
     if args.ddp_worker:
         ddp_worker(args)
         return
     cfg, data, source, epochs = setup(args)
+    if args.profile:
+        profile(args.profile, cfg, data, epochs)
+        return
     steps = len(epochs[0])
     pairs_per_run = sum(b.shape[-1] for batch_idx in epochs for b in batch_idx)
     print(f"data: {source}; {len(data.pairs)} training pairs, {len(data.c)} docs")
@@ -259,7 +323,8 @@ def main() -> None:
     runs = {c: (lambda c=c: run_once(c, cfg, data, epochs)) for c in CONFIGS}
     seconds, _ = alternate(runs, args.repeats, verbose=False)
     med = medians(seconds)
-    stack = stacked_runs(cfg, data, args)
+    widths = neighbour_widths(cfg, data, epochs)
+    stack = stacked_runs(cfg, data, args, widths)
     for fn in stack.values():  # warm-up
         fn()
     stack_med = medians(alternate(stack, max(3, args.repeats // 4), verbose=False)[0])
@@ -274,6 +339,9 @@ def main() -> None:
     flops = 4 * STACK * cfg.method_dims[0] * data.q.shape[1] * n_rows * steps * args.epochs
     product_gflops = flops / stack_med[f"products_{STACK}"] / 1e9
     n_steps = steps * args.epochs
+    # SMEC's first step against SMRL's if it cost SMRL's step plus only its extra products
+    smrl_rest = med["smrl_step1"] - stack_med["products_1"]
+    smec_products_bound = (smrl_rest + stack_med["smec_products"]) / med["smrl_step1"]
     for c in CONFIGS:
         print(
             f"{c:8s} median {med[c]:.4f}s/run, {1e3 * med[c] / n_steps:.3f} ms/step "
@@ -312,10 +380,17 @@ def main() -> None:
         f"smec_over_smrl {smec_over_smrl:.3f} (goal <= 1.5): "
         f"{'ok' if smec_over_smrl <= 1.5 else 'OVER'}"
     )
+    print(
+        f"smec_products_bound {smec_products_bound:.3f}: SMRL's first step with its head's "
+        f"products ({stack_med['products_1']:.3f}s) replaced by SMEC's (the square map and the "
+        f"neighbour rows through its kept rows, {stack_med['smec_products']:.3f}s)"
+    )
     emit(
         {
             "mrl_over_single": round(mrl_over_single, 4),
             "smec_over_smrl": round(smec_over_smrl, 4),
+            "smec_products_bound": round(smec_products_bound, 4),
+            "smec_neighbour_rows": round(statistics.mean(w for w in widths if w), 1),
             "recorder_overhead": round(overhead, 4),
             "samples_per_s": round(samples, 1),
             "stacked_over_sequential": round(stacked_over_sequential, 4),
