@@ -19,8 +19,14 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m smec.infra.dvcplots .dvc/offline-plots.html  # `dvc plots show` without a CDN
 	touch $(STAMP)
 
+# JOBS=2: independent stages side by side, one torch thread each (smec.infra.lanes)
+JOBS ?= 1
 repro: $(STAMP)
+ifeq ($(JOBS),1)
 	$(BIN)/dvc repro
+else
+	$(BIN)/python -m smec.infra.lanes --jobs $(JOBS)
+endif
 	$(BIN)/python pipeline/where.py
 
 # Two pytest workers, each test file in one of them (its module fixtures built once): the

@@ -1,0 +1,131 @@
+"""`dvc repro` with independent stages side by side: `make repro JOBS=2`'s driver.
+
+DVC runs one stage at a time, but it releases its repository lock while a stage's command runs
+(`dvc repro`'s "parallel stage execution"), so separate `dvc repro --single-item <stage>`
+processes can run independent stages at once; each waits for the lock (`dvc --wait-for-lock`)
+to check its stage and to record it in dvc.lock. This runs the DAG of dvc.yaml that way on
+`jobs` lanes: a stage starts once every stage it depends on has finished (ready stages in
+dvc.yaml's order), and each gets cores // jobs torch threads (`OMP_NUM_THREADS`), so on 2 cores
+two one-thread stages share the machine. What a stage computes does not depend on its thread
+count there (`bench/stage_split.py` compares the scores), and each stage's output goes to
+`.dvc/tmp/repro/<stage>.log`.
+
+A stage that fails stops new starts; the running ones finish, and the driver exits 1 naming the
+stage and its log (DVC keeps every stage that finished recorded in dvc.lock, so running again
+resumes). Each `dvc repro` process is one pipeline execution to MLflow
+(:func:`smec.infra.provenance.execution`), so here every stage's run has a parent run of its
+own, where a plain `dvc repro` nests them all under one.
+
+    python -m smec.infra.lanes --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LOGS = Path(".dvc/tmp/repro")  # under the repository root
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The stages in dvc.yaml's order and, for each, the stages it depends on."""
+
+    order: list[str]
+    upstream: dict[str, set[str]]
+
+    def ready(self, done: set[str], started: set[str]) -> list[str]:
+        return [s for s in self.order if s not in started and self.upstream[s] <= done]
+
+
+def plan(root: Path) -> Plan:
+    """The DAG of the repository's dvc.yaml (DVC's own reading of it)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # an edge runs from a stage to one it depends on
+        order = [s.name for s in repo.index.stages]  # `train@mrl`; addressing is cwd-relative
+        upstream = {s.name: {d.name for d in graph.successors(s)} for s in graph}
+    return Plan(order, upstream)
+
+
+@dataclass
+class Lane:
+    """One stage running in its own `dvc repro` process."""
+
+    stage: str
+    proc: subprocess.Popen
+    log: Path
+    start: float
+
+
+def start(stage: str, root: Path, threads: int) -> Lane:
+    log = root / LOGS / f"{stage}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    dvc = Path(sys.executable).with_name("dvc")
+    cmd = [str(dvc), "--wait-for-lock", "repro", "--single-item", stage]
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Lane(stage, proc, log, time.monotonic())
+
+
+def tail(log: Path, lines: int = 15) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def run(root: Path, jobs: int) -> int:
+    """Run every stage of `root`'s pipeline, `jobs` at a time; 0, or 1 once a stage failed."""
+    p = plan(root)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    done: set[str] = set()
+    started: set[str] = set()
+    running: list[Lane] = []
+    failed: Lane | None = None
+    print(f"{len(p.order)} stages, {jobs} at a time, {threads} torch thread(s) each")
+    while True:
+        while failed is None and len(running) < jobs and (ready := p.ready(done, started)):
+            running.append(start(ready[0], root, threads))
+            started.add(ready[0])
+        if not running:
+            break
+        time.sleep(0.2)
+        for lane in [lane for lane in running if lane.proc.poll() is not None]:
+            running.remove(lane)
+            took = time.monotonic() - lane.start
+            if lane.proc.returncode != 0:
+                failed = failed or lane
+                print(f"{lane.stage} failed after {took:.0f} s; its log, {lane.log}:")
+                print(tail(lane.log))
+                continue
+            done.add(lane.stage)
+            print(f"[{len(done)}/{len(p.order)}] {lane.stage} ({took:.0f} s)")
+    if failed is not None:
+        print(f"error: stage {failed.stage} failed (log: {failed.log})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m smec.infra.lanes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="stages at a time (default: %(default)s)")
+    ap.add_argument("--root", type=Path, default=Path.cwd(), help="repository (default: here)")
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: must be at least 1")
+    if not (args.root / "dvc.yaml").is_file():
+        ap.error(f"{args.root / 'dvc.yaml'}: no such file (run from the repository root)")
+    raise SystemExit(run(args.root.resolve(), args.jobs))
+
+
+if __name__ == "__main__":
+    main()
