@@ -2,14 +2,18 @@
 that reads both waits for them, dvc.lock records all three, and a failure stops what depends
 on it and names itself."""
 
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import mlflow
 import yaml
 
-from smec.infra import lanes
+from smec.infra import lanes, tracking
+
+from ..conftest import ROOT
 
 DVC = str(Path(sys.executable).with_name("dvc"))
 SLEEP = 2.0  # seconds each of the two first stages takes
@@ -25,18 +29,40 @@ def stage(cmd: str, outs: list[str], deps: list[str] = ()) -> dict:
     return {"cmd": cmd, "deps": list(deps), "outs": outs} if deps else {"cmd": cmd, "outs": outs}
 
 
-def repo(tmp_path: Path, fail: str | None = None) -> Path:
-    """A git + DVC repository of stages a and b (independent) and c (reads both)."""
+# A stage that logs an MLflow run as the pipeline's stages do, with a metric for its pipeline
+# run, and writes the execution id it ran under.
+TRACKED = """
+import sys, time
+from pathlib import Path
+from smec import params
+from smec.infra import provenance, tracking
+name, seconds = sys.argv[1], float(sys.argv[2])
+tracking.use_store()
+with tracking.stage_run(params.load(Path("params.yaml")), name, Path.cwd()) as run:
+    tracking.log_to_parent(run, {f"{name}_seconds": seconds})
+    time.sleep(seconds)
+Path(f"{name}.txt").write_text(provenance.execution())
+"""
+
+
+def repo(tmp_path: Path, fail: str | None = None, tracked: bool = False) -> Path:
+    """A git + DVC repository of stages a and b (independent) and c (reads both); `tracked`:
+    each logs an MLflow run (the store: the test's)."""
     py = sys.executable
-    stamp = STAMP.format(s=SLEEP)
+    if tracked:
+        (tmp_path / "stage.py").write_text(TRACKED)
+        cmds = {s: f"{py} stage.py {s} {SLEEP if s != 'c' else 0}" for s in "abc"}
+    else:
+        cmds = {s: f'{py} -c "{STAMP.format(s=SLEEP if s != "c" else 0)}" {s}.txt' for s in "abc"}
     stages = {
-        "a": stage(f'{py} -c "{stamp}" a.txt', ["a.txt"]),
-        "b": stage(f'{py} -c "{stamp}" b.txt', ["b.txt"]),
-        "c": stage(f'{py} -c "{STAMP.format(s=0)}" c.txt', ["c.txt"], ["a.txt", "b.txt"]),
+        "a": stage(cmds["a"], ["a.txt"]),
+        "b": stage(cmds["b"], ["b.txt"]),
+        "c": stage(cmds["c"], ["c.txt"], ["a.txt", "b.txt"]),
     }
     if fail:
         stages[fail]["cmd"] = f'{py} -c "raise SystemExit(3)"'
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     for cmd in (
         ["git", "init", "-q"],
         [DVC, "init", "-q"],
@@ -90,3 +116,20 @@ def test_a_stage_is_ready_once_every_stage_it_reads_is_done(tmp_path):
     assert p.ready(done=set(), started=set()) == ["a", "b"]
     assert p.ready(done={"a"}, started={"a", "b"}) == []
     assert p.ready(done={"a", "b"}, started={"a", "b"}) == ["c"]
+
+
+def test_every_stages_run_nests_under_one_pipeline_run_as_under_one_dvc_repro(tmp_path, mlflow_uri):
+    root = repo(tmp_path, tracked=True)
+    assert lanes.run(root, jobs=2) == 0
+    client = mlflow.MlflowClient(mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("smec").experiment_id])
+    role = lambda r: r.data.tags[tracking.TAG_ROLE]  # noqa: E731
+    (pipeline,) = [r for r in runs if role(r) == "pipeline"]
+    stages = {r.data.tags[tracking.TAG_STAGE]: r for r in runs if role(r) == "stage"}
+    assert set(stages) == {"a", "b", "c"}
+    assert {r.data.tags[tracking.TAG_PARENT] for r in stages.values()} == {pipeline.info.run_id}
+    execution = pipeline.data.tags[tracking.TAG_EXECUTION]
+    assert {r.data.tags[tracking.TAG_EXECUTION] for r in runs} == {execution}
+    assert execution in {(root / f"{s}.txt").read_text() for s in "abc"}
+    assert set(pipeline.data.metrics) == {"a_seconds", "b_seconds", "c_seconds"}
+    assert pipeline.info.status == "FINISHED"

@@ -13,8 +13,9 @@ count there (`bench/stage_split.py` compares the scores), and each stage's outpu
 A stage that fails stops new starts; the running ones finish, and the driver exits 1 naming the
 stage and its log (DVC keeps every stage that finished recorded in dvc.lock, so running again
 resumes). Each `dvc repro` process is one pipeline execution to MLflow
-(:func:`smec.infra.provenance.execution`), so here every stage's run has a parent run of its
-own, where a plain `dvc repro` nests them all under one.
+(:func:`smec.infra.provenance.execution`), so every stage's run starts under a pipeline run of
+its own; once the stages are done, :func:`regroup` nests them all under the first, as a plain
+`dvc repro` nests them, copies the others' metrics onto it and deletes them.
 
     python -m smec.infra.lanes --jobs 2
 """
@@ -28,6 +29,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from smec import params
+from smec.infra import tracking
 
 LOGS = Path(".dvc/tmp/repro")  # under the repository root
 
@@ -56,15 +60,20 @@ def plan(root: Path) -> Plan:
 
 @dataclass
 class Lane:
-    """One stage running in its own `dvc repro` process."""
+    """One stage running in its own `dvc repro` process, and the execution id its stage's runs
+    carry: that process's pid and start time, as :func:`smec.infra.provenance.execution` reads
+    them (a test holds the two equal)."""
 
     stage: str
     proc: subprocess.Popen
     log: Path
     start: float
+    execution: str
 
 
 def start(stage: str, root: Path, threads: int) -> Lane:
+    import psutil
+
     log = root / LOGS / f"{stage}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     dvc = Path(sys.executable).with_name("dvc")
@@ -72,28 +81,35 @@ def start(stage: str, root: Path, threads: int) -> Lane:
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return Lane(stage, proc, log, time.monotonic())
+    try:
+        execution = f"dvc:{proc.pid}:{psutil.Process(proc.pid).create_time():.3f}"
+    except psutil.NoSuchProcess:  # gone already: it ran no stage
+        execution = ""
+    return Lane(stage, proc, log, time.monotonic(), execution)
 
 
 def tail(log: Path, lines: int = 15) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def run(root: Path, jobs: int) -> int:
-    """Run every stage of `root`'s pipeline, `jobs` at a time; 0, or 1 once a stage failed."""
+def schedule(root: Path, jobs: int) -> tuple[list[Lane], Lane | None]:
+    """Run every stage of `root`'s pipeline, `jobs` at a time: every lane started, and the
+    first that failed (None if none did)."""
     p = plan(root)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     done: set[str] = set()
-    started: set[str] = set()
+    lanes: list[Lane] = []
     running: list[Lane] = []
     failed: Lane | None = None
     print(f"{len(p.order)} stages, {jobs} at a time, {threads} torch thread(s) each")
     while True:
+        started = {lane.stage for lane in lanes}
         while failed is None and len(running) < jobs and (ready := p.ready(done, started)):
-            running.append(start(ready[0], root, threads))
+            lanes.append(start(ready[0], root, threads))
+            running.append(lanes[-1])
             started.add(ready[0])
         if not running:
-            break
+            return lanes, failed
         time.sleep(0.2)
         for lane in [lane for lane in running if lane.proc.poll() is not None]:
             running.remove(lane)
@@ -105,6 +121,58 @@ def run(root: Path, jobs: int) -> int:
                 continue
             done.add(lane.stage)
             print(f"[{len(done)}/{len(p.order)}] {lane.stage} ({took:.0f} s)")
+
+
+def regroup(experiment: str, executions: list[str], failed: bool) -> str | None:
+    """Nest every run of `executions` under the first pipeline run among them, as one `dvc
+    repro` nests its stages' runs, give them its execution id, copy the other pipeline runs'
+    metrics onto it and delete those: returns its id (None when no stage logged a run)."""
+    import mlflow
+    from mlflow.entities import Metric, RunTag
+
+    uri = tracking.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None  # no stage made the store: nothing to regroup (and no store to create)
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    found = [
+        run
+        for execution in executions
+        for run in client.search_runs(
+            [exp.experiment_id],
+            f"tags.`{tracking.TAG_EXECUTION}` = '{execution}'",
+            max_results=50_000,  # MLflow's most per call
+        )
+    ]
+    pipelines = [r for r in found if r.data.tags.get(tracking.TAG_ROLE) == "pipeline"]
+    if not pipelines:
+        return None
+    keep, *rest = sorted(pipelines, key=lambda r: r.info.start_time)
+    gone = {r.info.run_id for r in rest}
+    for run in found:
+        if run.info.run_id in gone:
+            continue
+        tags = [RunTag(tracking.TAG_EXECUTION, keep.data.tags[tracking.TAG_EXECUTION])]
+        if run.data.tags.get(tracking.TAG_PARENT) in gone:
+            tags.append(RunTag(tracking.TAG_PARENT, keep.info.run_id))
+        client.log_batch(run.info.run_id, tags=tags)
+    now = int(time.time() * 1000)
+    for run in rest:
+        if metrics := [Metric(k, v, now, 0) for k, v in run.data.metrics.items()]:
+            client.log_batch(keep.info.run_id, metrics=metrics)
+        client.delete_run(run.info.run_id)
+    client.set_terminated(keep.info.run_id, "FAILED" if failed else "FINISHED")
+    return keep.info.run_id
+
+
+def run(root: Path, jobs: int) -> int:
+    """Run every stage of `root`'s pipeline, `jobs` at a time, then regroup its MLflow runs;
+    0, or 1 once a stage failed."""
+    lanes, failed = schedule(root, jobs)
+    experiment = params.load(root / "params.yaml").tracking.experiment
+    regroup(experiment, [lane.execution for lane in lanes if lane.execution], failed is not None)
     if failed is not None:
         print(f"error: stage {failed.stage} failed (log: {failed.log})", file=sys.stderr)
         return 1
