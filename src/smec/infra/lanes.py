@@ -27,7 +27,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from smec import params
@@ -92,35 +92,59 @@ def tail(log: Path, lines: int = 15) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+@dataclass
+class Scheduler:
+    """The DAG run on `jobs` lanes: what started, what runs, what is done, the first failure."""
+
+    plan: Plan
+    root: Path
+    jobs: int
+    lanes: list[Lane] = field(default_factory=list)
+    running: list[Lane] = field(default_factory=list)
+    done: set[str] = field(default_factory=set)
+    failed: Lane | None = None
+
+    def run(self) -> None:
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        n = len(self.plan.order)
+        print(f"{n} stages, {self.jobs} at a time, {threads} torch thread(s) each")
+        while True:
+            started = {lane.stage for lane in self.lanes}
+            while self.failed is None and len(self.running) < self.jobs:
+                if not (ready := self.plan.ready(self.done, started)):
+                    break
+                self.lanes.append(start(ready[0], self.root, threads))
+                self.running.append(self.lanes[-1])
+                started.add(ready[0])
+            if not self.running:
+                return
+            time.sleep(0.2)
+            for lane in [lane for lane in self.running if lane.proc.poll() is not None]:
+                self.finished(lane)
+
+    def finished(self, lane: Lane) -> None:
+        self.running.remove(lane)
+        took = time.monotonic() - lane.start
+        if lane.proc.returncode != 0:
+            self.failed = self.failed or lane
+            print(f"{lane.stage} failed after {took:.0f} s; its log, {lane.log}:")
+            print(tail(lane.log))
+            return
+        self.done.add(lane.stage)
+        print(f"[{len(self.done)}/{len(self.plan.order)}] {lane.stage} ({took:.0f} s)")
+
+
 def schedule(root: Path, jobs: int) -> tuple[list[Lane], Lane | None]:
     """Run every stage of `root`'s pipeline, `jobs` at a time: every lane started, and the
     first that failed (None if none did)."""
-    p = plan(root)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    done: set[str] = set()
-    lanes: list[Lane] = []
-    running: list[Lane] = []
-    failed: Lane | None = None
-    print(f"{len(p.order)} stages, {jobs} at a time, {threads} torch thread(s) each")
-    while True:
-        started = {lane.stage for lane in lanes}
-        while failed is None and len(running) < jobs and (ready := p.ready(done, started)):
-            lanes.append(start(ready[0], root, threads))
-            running.append(lanes[-1])
-            started.add(ready[0])
-        if not running:
-            return lanes, failed
-        time.sleep(0.2)
-        for lane in [lane for lane in running if lane.proc.poll() is not None]:
-            running.remove(lane)
-            took = time.monotonic() - lane.start
-            if lane.proc.returncode != 0:
-                failed = failed or lane
-                print(f"{lane.stage} failed after {took:.0f} s; its log, {lane.log}:")
-                print(tail(lane.log))
-                continue
-            done.add(lane.stage)
-            print(f"[{len(done)}/{len(p.order)}] {lane.stage} ({took:.0f} s)")
+    scheduler = Scheduler(plan(root), root, jobs)
+    try:
+        scheduler.run()
+    except KeyboardInterrupt:  # the terminal stopped the dvc processes too: let them finish
+        for lane in scheduler.running:
+            lane.proc.wait()
+        raise
+    return scheduler.lanes, scheduler.failed
 
 
 def regroup(experiment: str, executions: list[str], failed: bool) -> str | None:
@@ -192,7 +216,12 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--jobs {args.jobs}: must be at least 1")
     if not (args.root / "dvc.yaml").is_file():
         ap.error(f"{args.root / 'dvc.yaml'}: no such file (run from the repository root)")
-    raise SystemExit(run(args.root.resolve(), args.jobs))
+    try:
+        code = run(args.root.resolve(), args.jobs)
+    except KeyboardInterrupt:
+        print("stopped; running it again resumes (finished stages are recorded)", file=sys.stderr)
+        code = 130
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":
