@@ -2,6 +2,7 @@
 that reads both waits for them, dvc.lock records all three, and a failure stops what depends
 on it and names itself."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,10 @@ def test_every_stages_run_nests_under_one_pipeline_run_as_under_one_dvc_repro(tm
     assert execution in {(root / f"{s}.txt").read_text() for s in "abc"}
     assert set(pipeline.data.metrics) == {"a_seconds", "b_seconds", "c_seconds"}
     assert pipeline.info.status == "FINISHED"
+
+
+def test_a_stage_that_runs_alone_gets_every_core_and_stages_side_by_side_share_them(tmp_path):
+    scheduler = lanes.Scheduler(lanes.plan(repo(tmp_path)), tmp_path, jobs=2)
+    cores = os.cpu_count()
+    assert scheduler.threads(ready=1) == cores
+    assert scheduler.threads(ready=3) == max(1, cores // 2)

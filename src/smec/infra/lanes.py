@@ -5,8 +5,9 @@ DVC runs one stage at a time, but it releases its repository lock while a stage'
 processes can run independent stages at once; each waits for the lock (`dvc --wait-for-lock`)
 to check its stage and to record it in dvc.lock. This runs the DAG of dvc.yaml that way on
 `jobs` lanes: a stage starts once every stage it depends on has finished (ready stages in
-dvc.yaml's order), and each gets cores // jobs torch threads (`OMP_NUM_THREADS`), so on 2 cores
-two one-thread stages share the machine. What a stage computes does not depend on its thread
+dvc.yaml's order), with the cores shared among it and the stages beside it as torch threads
+(`OMP_NUM_THREADS`): on 2 cores two one-thread stages share the machine, and a stage that runs
+alone (`embed`) has both. What a stage computes does not depend on its thread
 count there (`bench/stage_split.py` compares the scores), and each stage's output goes to
 `.dvc/tmp/repro/<stage>.log`.
 
@@ -85,6 +86,7 @@ def start(stage: str, root: Path, threads: int) -> Lane:
         execution = f"dvc:{proc.pid}:{psutil.Process(proc.pid).create_time():.3f}"
     except psutil.NoSuchProcess:  # gone already: it ran no stage
         execution = ""
+    print(f"{stage}: started ({threads} torch thread{'s' if threads > 1 else ''})")
     return Lane(stage, proc, log, time.monotonic(), execution)
 
 
@@ -105,15 +107,13 @@ class Scheduler:
     failed: Lane | None = None
 
     def run(self) -> None:
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        n = len(self.plan.order)
-        print(f"{n} stages, {self.jobs} at a time, {threads} torch thread(s) each")
+        print(f"{len(self.plan.order)} stages, up to {self.jobs} at a time")
         while True:
             started = {lane.stage for lane in self.lanes}
             while self.failed is None and len(self.running) < self.jobs:
                 if not (ready := self.plan.ready(self.done, started)):
                     break
-                self.lanes.append(start(ready[0], self.root, threads))
+                self.lanes.append(start(ready[0], self.root, self.threads(len(ready))))
                 self.running.append(self.lanes[-1])
                 started.add(ready[0])
             if not self.running:
@@ -121,6 +121,13 @@ class Scheduler:
             time.sleep(0.2)
             for lane in [lane for lane in self.running if lane.proc.poll() is not None]:
                 self.finished(lane)
+
+    def threads(self, ready: int) -> int:
+        """A new stage's torch threads: the cores shared by it and the stages that run beside
+        it (the running ones and, up to `jobs`, the others ready now), so a stage that runs
+        alone (`embed`) gets them all."""
+        beside = min(self.jobs, len(self.running) + ready)
+        return max(1, (os.cpu_count() or 1) // beside)
 
     def finished(self, lane: Lane) -> None:
         self.running.remove(lane)
