@@ -46,9 +46,11 @@ Path(f"{name}.txt").write_text(provenance.execution())
 """
 
 
-def repo(tmp_path: Path, fail: str | None = None, tracked: bool = False) -> Path:
+def repo(
+    tmp_path: Path, fail: str | None = None, tracked: bool = False, alone: str | None = None
+) -> Path:
     """A git + DVC repository of stages a and b (independent) and c (reads both); `tracked`:
-    each logs an MLflow run (the store: the test's)."""
+    each logs an MLflow run (the store: the test's); `alone`: that stage runs by itself."""
     py = sys.executable
     if tracked:
         (tmp_path / "stage.py").write_text(TRACKED)
@@ -62,6 +64,8 @@ def repo(tmp_path: Path, fail: str | None = None, tracked: bool = False) -> Path
     }
     if fail:
         stages[fail]["cmd"] = f'{py} -c "raise SystemExit(3)"'
+    if alone:
+        stages[alone]["meta"] = {"alone": True}
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     for cmd in (
@@ -141,3 +145,13 @@ def test_a_stage_that_runs_alone_gets_every_core_and_stages_side_by_side_share_t
     cores = os.cpu_count()
     assert scheduler.threads(ready=1) == cores
     assert scheduler.threads(ready=3) == max(1, cores // 2)
+
+
+def test_a_stage_marked_alone_runs_by_itself_on_every_core(tmp_path, capsys):
+    root = repo(tmp_path, alone="a")
+    plan = lanes.plan(root)
+    assert plan.alone == {"a"}
+    lanes.Scheduler(plan, root, jobs=2).run()
+    (a0, a1), (b0, b1) = interval(root / "a.txt"), interval(root / "b.txt")
+    assert a1 <= b0 or b1 <= a0, "a ran beside b"
+    assert f"a: started ({os.cpu_count()} torch thread" in capsys.readouterr().out

@@ -39,10 +39,13 @@ LOGS = Path(".dvc/tmp/repro")  # under the repository root
 
 @dataclass(frozen=True)
 class Plan:
-    """The stages in dvc.yaml's order and, for each, the stages it depends on."""
+    """The stages in dvc.yaml's order, for each the stages it depends on, and the stages that
+    run alone (`meta: {alone: true}` in dvc.yaml: what they compute depends on their thread
+    count, so they run by themselves on every core, as under `dvc repro`)."""
 
     order: list[str]
     upstream: dict[str, set[str]]
+    alone: frozenset[str] = frozenset()
 
     def ready(self, done: set[str], started: set[str]) -> list[str]:
         return [s for s in self.order if s not in started and self.upstream[s] <= done]
@@ -56,7 +59,8 @@ def plan(root: Path) -> Plan:
         graph = repo.index.graph  # an edge runs from a stage to one it depends on
         order = [s.name for s in repo.index.stages]  # `train@mrl`; addressing is cwd-relative
         upstream = {s.name: {d.name for d in graph.successors(s)} for s in graph}
-    return Plan(order, upstream)
+        alone = frozenset(s.name for s in repo.index.stages if (s.meta or {}).get("alone"))
+    return Plan(order, upstream, alone)
 
 
 @dataclass
@@ -111,16 +115,26 @@ class Scheduler:
         while True:
             started = {lane.stage for lane in self.lanes}
             while self.failed is None and len(self.running) < self.jobs:
-                if not (ready := self.plan.ready(self.done, started)):
+                ready = self.plan.ready(self.done, started)
+                if (stage := self.pick(ready)) is None:
                     break
-                self.lanes.append(start(ready[0], self.root, self.threads(len(ready))))
+                alone = stage in self.plan.alone
+                threads = self.threads(1 if alone else len(ready))
+                self.lanes.append(start(stage, self.root, threads))
                 self.running.append(self.lanes[-1])
-                started.add(ready[0])
+                started.add(stage)
             if not self.running:
                 return
             time.sleep(0.2)
             for lane in [lane for lane in self.running if lane.proc.poll() is not None]:
                 self.finished(lane)
+
+    def pick(self, ready: list[str]) -> str | None:
+        """The next stage to start: the first ready one, except that a stage that runs alone
+        starts only when nothing runs, and nothing starts beside it."""
+        if any(lane.stage in self.plan.alone for lane in self.running):
+            return None
+        return next((s for s in ready if s not in self.plan.alone or not self.running), None)
 
     def threads(self, ready: int) -> int:
         """A new stage's torch threads: the cores shared by it and the stages that run beside
