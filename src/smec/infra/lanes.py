@@ -7,9 +7,10 @@ to check its stage and to record it in dvc.lock. This runs the DAG of dvc.yaml t
 `jobs` lanes: a stage starts once every stage it depends on has finished (ready stages in
 dvc.yaml's order), with the cores shared among it and the stages beside it as torch threads
 (`OMP_NUM_THREADS`): on 2 cores two one-thread stages share the machine, and a stage that runs
-alone (`embed`) has both. What a stage computes does not depend on its thread
-count there (`bench/stage_split.py` compares the scores), and each stage's output goes to
-`.dvc/tmp/repro/<stage>.log`.
+alone (`embed`) has both. A stage whose numbers depend on its thread count is marked
+`meta: {alone: true}` in dvc.yaml and runs by itself on every core; on a 2-core EPYC every other
+stage wrote the same outputs on one thread as on two (docs/benchmarks.md). Each stage's output
+goes to `.dvc/tmp/repro/<stage>.log`.
 
 A stage that fails stops new starts; the running ones finish, and the driver exits 1 naming the
 stage and its log (DVC keeps every stage that finished recorded in dvc.lock, so running again
