@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from smec.infra import lanes, tracking
@@ -147,11 +148,14 @@ def test_a_stage_that_runs_alone_gets_every_core_and_stages_side_by_side_share_t
     assert scheduler.threads(ready=3) == max(1, cores // 2)
 
 
-def test_a_stage_marked_alone_runs_by_itself_on_every_core(tmp_path, capsys):
-    root = repo(tmp_path, alone="a")
+@pytest.mark.parametrize("alone", ["a", "b"])
+def test_a_stage_marked_alone_runs_by_itself_and_neither_shares_the_cores(tmp_path, capsys, alone):
+    root = repo(tmp_path, alone=alone)
     plan = lanes.plan(root)
-    assert plan.alone == {"a"}
+    assert plan.alone == {alone}
     lanes.Scheduler(plan, root, jobs=2).run()
     (a0, a1), (b0, b1) = interval(root / "a.txt"), interval(root / "b.txt")
     assert a1 <= b0 or b1 <= a0, "a ran beside b"
-    assert f"a: started ({os.cpu_count()} torch thread" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"a: started ({os.cpu_count()} torch thread" in out
+    assert f"b: started ({os.cpu_count()} torch thread" in out

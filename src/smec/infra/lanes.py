@@ -119,8 +119,8 @@ class Scheduler:
                 ready = self.plan.ready(self.done, started)
                 if (stage := self.pick(ready)) is None:
                     break
-                alone = stage in self.plan.alone
-                threads = self.threads(1 if alone else len(ready))
+                beside = [s for s in ready if s not in self.plan.alone]  # could run with it
+                threads = self.threads(1 if stage in self.plan.alone else len(beside))
                 self.lanes.append(start(stage, self.root, threads))
                 self.running.append(self.lanes[-1])
                 started.add(stage)
@@ -139,8 +139,8 @@ class Scheduler:
 
     def threads(self, ready: int) -> int:
         """A new stage's torch threads: the cores shared by it and the stages that run beside
-        it (the running ones and, up to `jobs`, the others ready now), so a stage that runs
-        alone (`embed`) gets them all."""
+        it (the running ones and, up to `jobs`, the `ready` ones that may run with it, itself
+        included), so a stage that runs alone (`embed`) gets them all."""
         beside = min(self.jobs, len(self.running) + ready)
         return max(1, (os.cpu_count() or 1) // beside)
 
