@@ -34,11 +34,12 @@ import time
 from pathlib import Path
 
 import torch
-from harness import emit, medians
+from harness import alternate, emit, medians
 
 from smec import params
 from smec.data import beir
 from smec.data import encode as enc
+from smec.infra import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}
@@ -71,13 +72,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def cpu() -> str:
-    """The CPU's model name and its widest vector extension."""
+    """The machine as every MLflow run names it (`provenance.host`), with the CPU's widest
+    vector extension."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     lines = info.splitlines()
-    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
     flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
     isa = next((f for f in ("avx512f", "avx2", "sse4_1") if f in flags), "baseline")
-    return f"{name or 'unknown CPU'} ({isa}, {os.cpu_count()} cores)"
+    return f"{provenance.host()} ({isa})"
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -108,15 +109,16 @@ def main() -> None:
         worker(args)
         return
     print(f"{args.n} SciFact documents, {args.rounds} rounds, {cpu()}")
-    names = list(SETTINGS)
-    seconds: dict[str, list[float]] = {n: [] for n in names}
-    md5s: dict[str, set[str]] = {n: set() for n in names}
-    for r in range(args.rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            result = run(name, args)
-            seconds[name].append(result["seconds"])
-            md5s[name].add(result["md5"])
-            print(f"round {r + 1}: {name} {result['seconds']:.2f}s md5 {result['md5']}")
+    seconds: dict[str, list[float]] = {n: [] for n in SETTINGS}  # the workers' own timings
+    md5s: dict[str, set[str]] = {n: set() for n in SETTINGS}
+
+    def record(name: str) -> None:
+        result = run(name, args)
+        seconds[name].append(result["seconds"])
+        md5s[name].add(result["md5"])
+        print(f"{name} {result['seconds']:.2f}s md5 {result['md5']}")
+
+    alternate({n: (lambda n=n: record(n)) for n in SETTINGS}, args.rounds, verbose=False)
     tps = {n: round(args.n / s, 3) for n, s in medians(seconds).items()}
     md5 = {n: sorted(v)[0] if len(v) == 1 else sorted(v) for n, v in md5s.items()}
     agree = lambda a, b: md5[a] == md5[b] and isinstance(md5[a], str)  # noqa: E731

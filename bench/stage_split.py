@@ -64,8 +64,8 @@ def start(stage: str, folder: Path, threads: int | None) -> subprocess.Popen:
     env = os.environ | {"DVC_ROOT": str(folder.parent)}
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
-    log = (folder.parent / f"{folder.name}.log").open("w")
-    return subprocess.Popen(command(stage, folder), cwd=ROOT, env=env, stdout=log, stderr=log)
+    with (folder.parent / f"{folder.name}.log").open("w") as log:  # the child keeps its copy
+        return subprocess.Popen(command(stage, folder), cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 def wait(procs: list[subprocess.Popen]) -> None:

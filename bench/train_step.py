@@ -172,12 +172,17 @@ def setup(args: argparse.Namespace):
     return cfg, data, source, epochs_of(data, cfg, (0,), args.epochs)
 
 
-def step_rows(data: TrainData, epochs) -> Iterator[torch.Tensor]:
-    """Each step's rows as the stacked head reads them: (S, 2B, in), queries then documents."""
+def step_pairs(data: TrainData, epochs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Each step's query and document rows of the members, (S, B) each."""
     for batch_idx in epochs:
         for idx in batch_idx:
-            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
-            yield torch.cat([data.q[qi], data.c[di]], dim=1)
+            yield data.pairs[idx, 0], data.pairs[idx, 1]
+
+
+def step_rows(data: TrainData, epochs) -> Iterator[torch.Tensor]:
+    """Each step's rows as the stacked head reads them: (S, 2B, in), queries then documents."""
+    for qi, di in step_pairs(data, epochs):
+        yield torch.cat([data.q[qi], data.c[di]], dim=1)
 
 
 def floor_once(cfg: Train, data: TrainData, epochs, n_members: int) -> None:
@@ -218,11 +223,9 @@ def neighbour_widths(cfg: Train, data: TrainData, epochs) -> list[int]:
         widths[-1] = x.shape[1]
         return x.new_zeros(*x.shape[:2], spec.out_dim)
 
-    for batch_idx in epochs:
-        for idx in batch_idx:
-            qi, di = data.pairs[idx, 0], data.pairs[idx, 1]
-            widths.append(0)
-            term(torch.zeros(1, 2 * qi.shape[1], spec.out_dim), count, qi, di)
+    for qi, di in step_pairs(data, epochs):
+        widths.append(0)
+        term(torch.zeros(1, 2 * qi.shape[1], spec.out_dim), count, qi, di)
     return widths
 
 
