@@ -1,0 +1,199 @@
+"""SMEC's first step with its row lookups rewritten, against the step as `src` has it.
+
+`bench/train_step.py` found SMEC's step at ~3x SMRL's, and its products bound at ~1.4x: the
+rest is per-operation work. This bench finds where it goes and times exact rewrites of the
+lookups before any lands in `src` (which would re-run every training stage): the first steps
+of SMRL, SMEC's two parts (SMRL + ADS, SMRL + S-XBM: `parts_over_smrl`) and SMEC, each under
+each variant of `src`, all in one rotation:
+
+- current:   `src` as it is
+- rows:      every row lookup as row indexing where `src` gathers with an expanded index:
+             `heads.rows_of` on per-member tables (the batch's inputs, the S-XBM neighbours'
+             inputs) and each neighbour among the distinct rows the map computed
+             (`xbm.CrossBatchTerm._embed_neighbours`): the same values, copied by rows
+- rows_norm: rows, with each distinct neighbour row L2-normalised once before its lookup,
+             where `xbm.loss` normalises all 2B·K looked-up rows
+
+Every run trains the same fresh module on the same batches and generators; `max_abs_diff` is
+the largest difference of a variant's trained weights and logits from current's for the same
+method (0.0: the same bits), `replaced` how many calls of its last SMEC run the rewrite
+served (a rewrite that never ran would show as the same bits). Then, untimed, `fits_equal`:
+every learned method fitted in full (every step, three members stacked, two epochs) under
+`rows` and `current`, whether its modules and gradient records are the same bits. The last
+stdout line is one JSON object: `smec_over_smrl` per variant (SMEC over SMRL under the same
+variant, goal <= 1.5), `parts_over_smrl`, `max_abs_diff`, `replaced`, `fits_equal`,
+ms_per_step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from harness import alternate, emit, machine, medians
+from train_step import DIMS, ROOT, epochs_of, load
+
+from smec.model import heads, methods, xbm
+from smec.params import Train
+from smec.training import loop
+from smec.training.checkpoint import Checkpoint
+
+VARIANTS = ("current", "rows", "rows_norm")
+METHODS = ("smrl", "smrl_ads", "smrl_sxbm", "smec")  # SMEC's parts' first steps, and SMEC's
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default=ROOT, help="project root (default: %(default)s)")
+    ap.add_argument("--synthetic", action="store_true", help="synthetic data even if real exists")
+    ap.add_argument("--epochs", type=int, default=10, help="epochs per run (default: %(default)s)")
+    ap.add_argument("--repeats", type=int, default=11, help="runs of each (default: %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 3 repeats")
+    args = ap.parse_args()
+    if args.quick:
+        args.epochs, args.repeats = 2, 3
+    return args
+
+
+def lookup_rows(near: torch.Tensor, embed, normalise: bool) -> torch.Tensor:
+    """(S, 2B, K, d): each member's distinct neighbours through `embed` once (padded as `src`
+    pads them), optionally normalised, then looked up by rows."""
+    uniq = [torch.unique(n, return_inverse=True) for n in near]
+    width = max(len(u) for u, _ in uniq)
+    ids = torch.stack([torch.cat([u, u[:1].expand(width - len(u))]) for u, _ in uniq])
+    z = embed(ids)
+    if normalise:
+        z = F.normalize(z, dim=-1)
+    inverse = torch.stack([inv.flatten() for _, inv in uniq])
+    return z[torch.arange(len(z))[:, None], inverse].view(*near.shape, z.shape[-1])
+
+
+def member_rows(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """`heads.rows_of` by row indexing: each member's rows `ids` (S, M) of `x`, shared (N, D)
+    or per member (S, N, D)."""
+    return x[ids] if x.dim() == 2 else x[torch.arange(len(ids))[:, None], ids]
+
+
+@contextlib.contextmanager
+def variant(name: str) -> Iterator[list[int]]:
+    """`src`'s row lookups replaced by variant `name` for the duration; yields a list that
+    counts the replaced calls."""
+    calls = [0]
+    if name == "current":
+        yield calls
+        return
+    normalise = name == "rows_norm"
+    saved = heads.rows_of, xbm.CrossBatchTerm._embed_neighbours, xbm.loss
+
+    def rows_of(x, ids):
+        calls[0] += 1
+        return x[ids] if x.dim() == 2 else x[torch.arange(len(ids))[:, None], ids]
+
+    def embed_neighbours(term, near, embed):
+        calls[0] += 1
+        return lookup_rows(near, lambda ids: embed(heads.rows_of(term.inputs, ids)), normalise)
+
+    def normalised_loss(z_batch, z_neighbours, frozen):
+        zb = F.normalize(z_batch, dim=-1)
+        return (torch.einsum("sbd,sbkd->sbk", zb, z_neighbours) - frozen).abs().mean(dim=(1, 2))
+
+    heads.rows_of, xbm.CrossBatchTerm._embed_neighbours = rows_of, embed_neighbours
+    if normalise:
+        xbm.loss = normalised_loss
+    try:
+        yield calls
+    finally:
+        heads.rows_of, xbm.CrossBatchTerm._embed_neighbours, xbm.loss = saved
+
+
+def train(name: str, cfg: Train, data, epochs) -> torch.Tensor:
+    """Method `name`'s first step (one member, seed 0) as the pipeline trains it; its trained
+    parameters, flattened."""
+    job = loop.Job(
+        methods.get(name), cfg.model_copy(update=DIMS), members=(loop.Member(0, cfg.lr),)
+    )
+    spec = job.method.plan(job.cfg, data.q.shape[1])[0]
+    torch.manual_seed(0)
+    module = job.method.build(spec, job.cfg, job.opts, job.seeds)
+    trainer = loop.StepTrainer.build(job, spec, module, [], data)
+    for e, batch_idx in enumerate(epochs):
+        gens = [torch.Generator().manual_seed(e * 1000)]
+        trainer.epoch(batch_idx, (e, len(epochs)), gens)
+        trainer.recorder.end_epoch(e)
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def run(method: str, name: str, cfg: Train, data, epochs) -> tuple[torch.Tensor, int]:
+    """The trained parameters of `method` under variant `name`, and the replaced calls."""
+    with variant(name) as calls:
+        return train(method, cfg, data, epochs), calls[0]
+
+
+def fits_equal(cfg: Train, data) -> dict[str, bool]:
+    """Every learned method fitted in full (every step, three members stacked, two epochs)
+    under `rows` and under `current`: whether its modules and gradient records are the same
+    bits."""
+    job_cfg = cfg.model_copy(update={"epochs": 2})
+    members = tuple(loop.Member(s, cfg.lr) for s in (0, 1, 2))
+    equal = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in methods.LEARNED:
+            results = []
+            for v in ("current", "rows"):
+                job = loop.Job(methods.get(name), job_cfg, members=members)
+                with variant(v):
+                    results.append(loop.fit(job, data, Checkpoint(Path(tmp) / f"{name}-{v}", v)))
+            a, b = results
+            tensors = [
+                (x, y)
+                for ma, mb in zip(a.modules, b.modules, strict=True)
+                for x, y in zip(ma.state_dict().values(), mb.state_dict().values(), strict=True)
+            ]
+            equal[name] = all(torch.equal(x, y) for x, y in tensors) and all(
+                ra.equals(rb) for ra, rb in zip(a.records, b.records, strict=True)
+            )
+    return equal
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Train()
+    data, source = load(args)
+    loop.seed_everything(cfg.seed, torch.device("cpu"))
+    epochs = epochs_of(data, cfg, (0,), args.epochs)
+    n_steps = sum(len(b) for b in epochs)
+    print(f"data: {source}; {n_steps} steps per run, {args.repeats} repeats, {machine()}")
+    configs = [(m, v) for v in VARIANTS for m in METHODS]
+    for m, v in configs:  # warm-up
+        run(m, v, cfg, data, epochs[:2])
+    runs = {f"{m}/{v}": (lambda m=m, v=v: run(m, v, cfg, data, epochs)) for m, v in configs}
+    seconds, last = alternate(runs, args.repeats, verbose=False)
+    ms = {c: 1e3 * t / n_steps for c, t in medians(seconds).items()}
+    over = {c: ms[c] / ms[f"smrl/{c.split('/')[1]}"] for c in ms}
+    diff = {c: float((last[c][0] - last[f"{c.split('/')[0]}/current"][0]).abs().max()) for c in ms}
+    equal = fits_equal(cfg, data)
+    print(f"full fits, 3 members, under rows and current: the same bits {equal}")
+    for c in runs:
+        print(f"{c:19s} {ms[c]:.3f} ms/step, over smrl {over[c]:.3f}, max |diff| {diff[c]:.3g}")
+    emit(
+        {
+            "smec_over_smrl": {v: round(over[f"smec/{v}"], 4) for v in VARIANTS},
+            "parts_over_smrl": {m: round(over[f"{m}/current"], 4) for m in METHODS[1:3]},
+            "max_abs_diff": diff,
+            "replaced": {v: last[f"smec/{v}"][1] for v in VARIANTS},
+            "fits_equal": equal,
+            "ms_per_step": {c: round(ms[c], 4) for c in ms},
+            "steps_per_run": n_steps,
+            "repeats": args.repeats,
+            "data": "synthetic" if source.startswith("synthetic") else "scifact",
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
