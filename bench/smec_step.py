@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from harness import alternate, emit, machine, medians
-from train_step import DIMS, ROOT, epochs_of, load
+from train_step import ROOT, epochs_of, load, run_step
 
 from smec.model import heads, methods, xbm
 from smec.params import Train
@@ -52,7 +52,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--root", default=ROOT, help="project root (default: %(default)s)")
     ap.add_argument("--synthetic", action="store_true", help="synthetic data even if real exists")
     ap.add_argument("--epochs", type=int, default=10, help="epochs per run (default: %(default)s)")
-    ap.add_argument("--repeats", type=int, default=11, help="runs of each (default: %(default)s)")
+    ap.add_argument("--repeats", type=int, default=21, help="runs of each (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 3 repeats")
     args = ap.parse_args()
     if args.quick:
@@ -92,7 +92,7 @@ def variant(name: str) -> Iterator[list[int]]:
 
     def rows_of(x, ids):
         calls[0] += 1
-        return x[ids] if x.dim() == 2 else x[torch.arange(len(ids))[:, None], ids]
+        return member_rows(x, ids)
 
     def embed_neighbours(term, near, embed):
         calls[0] += 1
@@ -111,27 +111,11 @@ def variant(name: str) -> Iterator[list[int]]:
         heads.rows_of, xbm.CrossBatchTerm._embed_neighbours, xbm.loss = saved
 
 
-def train(name: str, cfg: Train, data, epochs) -> torch.Tensor:
-    """Method `name`'s first step (one member, seed 0) as the pipeline trains it; its trained
-    parameters, flattened."""
-    job = loop.Job(
-        methods.get(name), cfg.model_copy(update=DIMS), members=(loop.Member(0, cfg.lr),)
-    )
-    spec = job.method.plan(job.cfg, data.q.shape[1])[0]
-    torch.manual_seed(0)
-    module = job.method.build(spec, job.cfg, job.opts, job.seeds)
-    trainer = loop.StepTrainer.build(job, spec, module, [], data)
-    for e, batch_idx in enumerate(epochs):
-        gens = [torch.Generator().manual_seed(e * 1000)]
-        trainer.epoch(batch_idx, (e, len(epochs)), gens)
-        trainer.recorder.end_epoch(e)
-    return torch.cat([p.detach().flatten() for p in module.parameters()])
-
-
 def run(method: str, name: str, cfg: Train, data, epochs) -> tuple[torch.Tensor, int]:
     """The trained parameters of `method` under variant `name`, and the replaced calls."""
     with variant(name) as calls:
-        return train(method, cfg, data, epochs), calls[0]
+        module = run_step(method, cfg, data, epochs, [0])
+    return torch.cat([p.detach().flatten() for p in module.parameters()]), calls[0]
 
 
 def fits_equal(cfg: Train, data) -> dict[str, bool]:

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import torch
 from harness import alternate, emit, machine, medians, stage_args, timed
+from torch import nn
 
 from smec.data import inputs
 from smec.infra import distributed
@@ -112,18 +113,19 @@ def load(args: argparse.Namespace) -> tuple[TrainData, str]:
     return synthetic.latent_factor_data(), "synthetic latent_factor_data()"
 
 
-def run_step(name: str, cfg: Train, data: TrainData, epochs, seeds: list[int]):
+def run_step(name: str, cfg: Train, data: TrainData, epochs, seeds: list[int]) -> nn.Module:
     """The first step of method `name` exactly as the pipeline trains it (recorder included),
-    for the members `seeds` stacked."""
+    for the members `seeds` stacked; the trained module."""
     members = tuple(loop.Member(s, cfg.lr) for s in seeds)
     job = loop.Job(methods.get(name), cfg.model_copy(update=DIMS), members=members)
-    spec = job.method.plan(job.cfg, 384)[0]
+    spec = job.method.plan(job.cfg, data.q.shape[1])[0]
     module = job.method.build(spec, job.cfg, job.opts, job.seeds)
     trainer = loop.StepTrainer.build(job, spec, module, [], data)
     for e, batch_idx in enumerate(epochs):
         gens = [torch.Generator().manual_seed(e * 1000 + s) for s in seeds]
         trainer.epoch(batch_idx, (e, len(epochs)), gens)
         trainer.recorder.end_epoch(e)
+    return module
 
 
 def run_once(config: str, cfg: Train, data: TrainData, epochs, seeds: tuple[int, ...] = (0,)):
