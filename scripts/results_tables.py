@@ -1,17 +1,27 @@
-"""Print the Markdown tables of docs/results.md from the files the pipeline wrote (`reports/`),
-so every number on that page is pasted from this output, never typed.
+"""The Markdown tables of docs/results.md from the files the pipeline wrote (`reports/`), so
+no number in them is typed: printed, checked against the page, or written into it.
 
-    python scripts/results_tables.py > /tmp/tables.md
+    python scripts/results_tables.py                           # print them
+    python scripts/results_tables.py --check docs/results.md   # exit 1 where the page differs
+    python scripts/results_tables.py --write docs/results.md   # replace the page's tables
+
+A page's table is matched to a printed one by its header row (the first row of cells); a
+printed table whose header the page lacks, or has twice, is an error, so a renamed column can't
+leave a stale table behind.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 
+from smec.infra import atomic, cli
 from smec.model import methods
+from smec.report import pages
 
 REPORTS = Path("reports")
 LABELS = {
@@ -258,9 +268,10 @@ def retrieval() -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def sections() -> list[tuple[str, str]]:
+    """(title, Markdown table) of every table the page quotes."""
     inits = list(dict.fromkeys(pd.read_csv(REPORTS / "comparison.csv")["init"]))
-    sections = [
+    out = [
         ("claims (claims.json)", claims()),
         ("law (law.csv)", law()),
         ("sweep (sweep_scores.csv)", sweep()),
@@ -268,17 +279,39 @@ def main() -> None:
         ("updates (gradstats_ci.csv)", updates()),
     ]
     for init in inits:
-        sections.append((f"comparison, start {init} (comparison.csv)", comparison(init)))
-        sections.append((f"pairs, start {init} (comparison_pairs.csv)", smec_pairs(init)))
-    sections += [
+        out.append((f"comparison, start {init} (comparison.csv)", comparison(init)))
+        out.append((f"pairs, start {init} (comparison_pairs.csv)", smec_pairs(init)))
+    return [
+        *out,
         ("studies (reports/tune/<method>/best.json, comparison.csv)", studies()),
         ("label budgets (comparison.csv)", scarcity()),
         ("selection (comparison_selection.csv)", selection()),
         ("retrieval, float32 (retrieval.csv)", retrieval()),
     ]
-    for title, text in sections:
-        print(f"### {title}\n\n{text}\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--check", type=Path, metavar="PAGE", help="exit 1 if PAGE's tables differ")
+    mode.add_argument("--write", type=Path, metavar="PAGE", help="replace PAGE's tables")
+    args = ap.parse_args()
+    printed = sections()
+    page = args.check or args.write
+    if page is None:
+        for title, text in printed:
+            print(f"### {title}\n\n{text}\n")
+        return
+    text, stale = pages.refreshed(page.read_text(), printed, str(page))
+    for title in stale:
+        print(f"{page}: table '{title}' differs from reports/")
+    if args.write:
+        atomic.write_text(page, text)
+    elif stale:
+        sys.exit(1)
+    else:
+        print(f"{page}: all {len(printed)} tables match reports/")
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)
