@@ -291,10 +291,20 @@ def sections() -> list[tuple[str, str]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--check", type=Path, metavar="PAGE", help="exit 1 if PAGE's tables differ")
     mode.add_argument("--write", type=Path, metavar="PAGE", help="replace PAGE's tables")
+    ap.add_argument(
+        "--prose",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="PAGE",
+        help="more pages whose prose quotes PAGE's tables (PAGE's own is always read)",
+    )
     args = ap.parse_args()
     printed = sections()
     page = args.check or args.write
@@ -302,9 +312,14 @@ def main() -> None:
         for title, text in printed:
             print(f"### {title}\n\n{text}\n")
         return
-    text, stale = pages.refreshed(page.read_text(), printed, str(page))
+    before = page.read_text()
+    text, stale = pages.refreshed(before, printed, str(page))
     for title in stale:
         print(f"{page}: table '{title}' differs from reports/")
+    old, new = pages.table_values(before), pages.table_values(text)
+    for prose in dict.fromkeys([page, *args.prose]):
+        for line, number in pages.stale_prose(prose.read_text(), old, new):
+            print(f"{prose}:{line}: {number} reads as a value of the old tables only")
     if args.write:
         atomic.write_text(page, text)
     elif stale:

@@ -38,3 +38,15 @@ def test_tables_side_by_side_are_told_apart_by_their_headers():
     page = f"{TABLE}\n\n{other}\n"
     text, stale = pages.refreshed(page, [("widths", other.replace("0.61", "0.62"))], "p.md")
     assert (stale, text) == (["widths"], f"{TABLE}\n\n{other.replace('0.61', '0.62')}\n")
+
+
+def test_prose_that_quoted_a_changed_cell_is_named_and_the_rest_is_not():
+    old = pages.table_values(TABLE)
+    new = pages.table_values(TABLE.replace("3.19", "3.31"))
+    prose = "ce's ratio is 3.19, SMRL's 1.0;\nmse gives 3.2 and 40 epochs ran.\n"
+    assert pages.stale_prose(prose, old, new) == [(1, "3.19")]
+
+
+def test_a_number_reads_as_a_value_only_within_half_its_last_digit():
+    assert pages.rounds_to("3.2", [3.24]) and pages.rounds_to("1,912", [1911.6])
+    assert not pages.rounds_to("3.2", [3.26]) and not pages.rounds_to("3.20", [3.206])

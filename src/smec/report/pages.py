@@ -1,11 +1,14 @@
 """Pages that quote the pipeline's tables: each printed table put in place of the page's own.
 
 A page's Markdown table is matched to a printed one by its header row, so refreshing a page
-after a new run replaces every table's body and leaves the prose around it for a person to
-read against the new numbers.
+after a new run replaces every table's body. The prose around it is a person's to rewrite, and
+:func:`stale_prose` says where: each number that read as a value of the old tables and reads as
+none of the new ones.
 """
 
 from __future__ import annotations
+
+import re
 
 from smec.errors import SmecError
 
@@ -45,3 +48,31 @@ def refreshed(text: str, printed: list[tuple[str, str]], name: str) -> tuple[str
     for first, last, rows in sorted(changes, reverse=True):
         lines[first:last] = rows
     return "\n".join(lines), stale
+
+
+NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+
+
+def table_values(text: str) -> list[float]:
+    """Every number in the text's table rows."""
+    rows = [line for line in text.split("\n") if line.startswith("|")]
+    return [float(t.replace(",", "")) for row in rows for t in NUMBER.findall(row)]
+
+
+def rounds_to(token: str, pool: list[float]) -> bool:
+    """Whether some value of `pool` printed with `token`'s decimals reads as `token`."""
+    x = float(token.replace(",", ""))
+    half = 0.5 * 10.0 ** -len(token.partition(".")[2]) + 1e-9
+    return any(abs(v - x) <= half for v in pool)
+
+
+def stale_prose(text: str, old: list[float], new: list[float]) -> list[tuple[int, str]]:
+    """(line number, number) of each number in `text`'s prose that the `old` tables' values
+    explain and the `new` ones don't: the prose that quoted a table before it changed."""
+    return [
+        (n, token)
+        for n, line in enumerate(text.split("\n"), 1)
+        if not line.startswith("|")
+        for token in NUMBER.findall(line)
+        if rounds_to(token, old) and not rounds_to(token, new)
+    ]
