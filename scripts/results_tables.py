@@ -5,9 +5,8 @@ no number in them is typed: printed, checked against the page, or written into i
     python scripts/results_tables.py --check docs/results.md   # exit 1 where the page differs
     python scripts/results_tables.py --write docs/results.md   # replace the page's tables
 
-A page's table is matched to a printed one by its header row (the first row of cells); a
-printed table whose header the page lacks, or has twice, is an error, so a renamed column can't
-leave a stale table behind.
+A page quotes a printed table under a marker line with its title, `<!-- table: TITLE -->`
+(the titles are this script's `###` headings); a marker naming no printed table is an error.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Pages that quote the pipeline's tables: each printed table put in place of the page's own.
 
-A page's Markdown table is matched to a printed one by its header row, so refreshing a page
-after a new run replaces every table's body. The prose around it is a person's to rewrite, and
+A page's Markdown table sits under a marker naming the printed table it quotes
+(`<!-- table: claims (claims.json) -->`), so refreshing a page after a new run replaces each
+quoted table whole. The prose around it is a person's to rewrite, and
 :func:`stale_prose` says where: each number that read as a value of the old tables and reads as
 none of the new ones.
 """
@@ -12,41 +13,45 @@ import re
 
 from smec.errors import SmecError
 
+MARK = re.compile(r"<!-- table: (.+?) -->$")
 
-def page_tables(lines: list[str]) -> dict[str, list[tuple[int, int]]]:
-    """Each header row of the page's tables: the (first, past-last) line spans it heads."""
-    spans: dict[str, list[tuple[int, int]]] = {}
-    i = 0
-    while i < len(lines):
-        if lines[i].startswith("|") and (i == 0 or not lines[i - 1].startswith("|")):
-            j = i
-            while j < len(lines) and lines[j].startswith("|"):
-                j += 1
-            spans.setdefault(lines[i], []).append((i, j))
-            i = j
-        else:
-            i += 1
+
+def marked_tables(lines: list[str]) -> dict[str, tuple[int, int]]:
+    """Each marked table of the page: the title its marker names, and the (first, past-last)
+    lines of the table that follows the marker (blank lines between allowed)."""
+    spans: dict[str, tuple[int, int]] = {}
+    for i, line in enumerate(lines):
+        mark = MARK.match(line.strip())
+        if not mark:
+            continue
+        first = next((j for j in range(i + 1, len(lines)) if lines[j].strip()), len(lines))
+        last = first
+        while last < len(lines) and lines[last].startswith("|"):
+            last += 1
+        if last == first or mark[1] in spans:
+            what = "no table follows it" if last == first else "it is on the page twice"
+            raise SmecError(f"line {i + 1}: marker '{mark[1]}': {what}")
+        spans[mark[1]] = (first, last)
     return spans
 
 
 def refreshed(text: str, printed: list[tuple[str, str]], name: str) -> tuple[str, list[str]]:
-    """The page `text` with its tables replaced by the `printed` ones (title, table), and the
-    titles of those that differed. A printed table the page (called `name` in errors) lacks,
-    or has twice, is an error naming it."""
+    """The page `text` with each table under a `<!-- table: TITLE -->` marker replaced by the
+    printed table of that title, and the titles that differed. A page quotes what it chooses:
+    a printed table without a marker is left out, a table without one is left alone, and a
+    marker naming no printed table is an error naming the page and the title."""
     lines = text.split("\n")
-    spans = page_tables(lines)
-    changes, stale = [], []
-    for title, table in printed:
-        rows = table.split("\n")
-        found = spans.get(rows[0], [])
-        if len(found) != 1:
-            raise SmecError(f"{name}: {len(found)} tables headed like '{title}': {rows[0]}")
-        first, last = found[0]
-        if lines[first:last] != rows:
-            stale.append(title)
-            changes.append((first, last, rows))
-    for first, last, rows in sorted(changes, reverse=True):
-        lines[first:last] = rows
+    try:
+        spans = marked_tables(lines)
+    except SmecError as exc:
+        raise SmecError(f"{name}: {exc}") from None
+    tables = dict(printed)
+    unknown = [t for t in spans if t not in tables]
+    if unknown:
+        raise SmecError(f"{name}: marker names no printed table: '{unknown[0]}'")
+    stale = [t for t, (first, last) in spans.items() if lines[first:last] != tables[t].split("\n")]
+    for first, last, title in sorted(((*spans[t], t) for t in stale), reverse=True):
+        lines[first:last] = tables[title].split("\n")
     return "\n".join(lines), stale
 
 
