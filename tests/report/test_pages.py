@@ -36,7 +36,7 @@ def test_a_marker_naming_no_printed_table_is_an_error_naming_the_page_and_the_ti
 
 
 def test_a_marker_with_no_table_after_it_or_twice_on_the_page_is_an_error():
-    with pytest.raises(SmecError, match="line 1: marker 'ratios': no table follows it"):
+    with pytest.raises(SmecError, match=r"p\.md:1: marker 'ratios': no table follows it"):
         pages.refreshed("<!-- table: ratios -->\n\ntext\n", [("ratios", TABLE)], "p.md")
     with pytest.raises(SmecError, match="'ratios': it is on the page twice"):
         pages.refreshed(PAGE + PAGE, [("ratios", TABLE)], "p.md")
@@ -52,3 +52,12 @@ def test_prose_that_quoted_a_changed_cell_is_named_and_the_rest_is_not():
 def test_a_number_reads_as_a_value_only_within_half_its_last_digit():
     assert pages.rounds_to("3.2", [3.24]) and pages.rounds_to("1,912", [1911.6])
     assert not pages.rounds_to("3.2", [3.26]) and not pages.rounds_to("3.20", [3.206])
+
+
+def test_a_marked_table_ends_at_its_last_row_even_with_prose_right_after_it():
+    page = f"<!-- table: ratios -->\n{TABLE}\n| odd | 1.0 |\nprose 3.19\n"
+    new = TABLE.replace("3.19", "3.21")
+    assert (
+        pages.refreshed(page, [("ratios", new)], "p.md")[0]
+        == f"<!-- table: ratios -->\n{new}\nprose 3.19\n"
+    )

@@ -16,9 +16,10 @@ from smec.errors import SmecError
 MARK = re.compile(r"<!-- table: (.+?) -->$")
 
 
-def marked_tables(lines: list[str]) -> dict[str, tuple[int, int]]:
-    """Each marked table of the page: the title its marker names, and the (first, past-last)
-    lines of the table that follows the marker (blank lines between allowed)."""
+def marked_tables(lines: list[str], name: str) -> dict[str, tuple[int, int]]:
+    """Each marked table of the page (called `name` in errors): the title its marker names, and
+    the (first, past-last) lines of the table that follows the marker (blank lines between
+    allowed)."""
     spans: dict[str, tuple[int, int]] = {}
     for i, line in enumerate(lines):
         mark = MARK.match(line.strip())
@@ -30,7 +31,7 @@ def marked_tables(lines: list[str]) -> dict[str, tuple[int, int]]:
             last += 1
         if last == first or mark[1] in spans:
             what = "no table follows it" if last == first else "it is on the page twice"
-            raise SmecError(f"line {i + 1}: marker '{mark[1]}': {what}")
+            raise SmecError(f"{name}:{i + 1}: marker '{mark[1]}': {what}")
         spans[mark[1]] = (first, last)
     return spans
 
@@ -41,17 +42,14 @@ def refreshed(text: str, printed: list[tuple[str, str]], name: str) -> tuple[str
     a printed table without a marker is left out, a table without one is left alone, and a
     marker naming no printed table is an error naming the page and the title."""
     lines = text.split("\n")
-    try:
-        spans = marked_tables(lines)
-    except SmecError as exc:
-        raise SmecError(f"{name}: {exc}") from None
-    tables = dict(printed)
+    spans = marked_tables(lines, name)
+    tables = {title: table.split("\n") for title, table in printed}
     unknown = [t for t in spans if t not in tables]
     if unknown:
         raise SmecError(f"{name}: marker names no printed table: '{unknown[0]}'")
-    stale = [t for t, (first, last) in spans.items() if lines[first:last] != tables[t].split("\n")]
+    stale = [t for t, (first, last) in spans.items() if lines[first:last] != tables[t]]
     for first, last, title in sorted(((*spans[t], t) for t in stale), reverse=True):
-        lines[first:last] = tables[title].split("\n")
+        lines[first:last] = tables[title]
     return "\n".join(lines), stale
 
 
