@@ -249,8 +249,7 @@ class TestSet:
 
     @functools.cached_property
     def evaluator(self):
-        """trec_eval over the qrels, read once for every run it scores (~40% of a query table's
-        cost when read anew each time)."""
+        """trec_eval over the qrels, read once for every run it scores."""
         return ir_measures.evaluator(list(MEASURES.values()), self.qrels)
 
     @functools.cached_property

@@ -180,8 +180,7 @@ class CrossBatchTerm:
         ids = torch.stack([torch.cat([u, u[:1].expand(width - len(u))]) for u, _ in uniq])
         z = embed(heads.rows_of(self.inputs, ids))  # (S, width, d)
         inverse = torch.stack([inv.flatten() for _, inv in uniq])  # (S, 2B·K)
-        z_near = torch.gather(z, 1, inverse[..., None].expand(-1, -1, z.shape[-1]))
-        return z_near.view(*near.shape, z.shape[-1])
+        return heads.rows_of(z, inverse).view(*near.shape, z.shape[-1])
 
     def state(self) -> dict:
         return {"memories": self.memory.state(), "active": self.active_steps}

@@ -89,9 +89,9 @@ def train_params(
 def heldout_value(method: Method, modules: list, dims: list[int], data: TrainData) -> list[float]:
     """Per member, nDCG@10 of the held-out training queries, mean over the widths `dims`: a
     trial's objective (the test queries are never read)."""
-    per_width = []
+    per_width, queries = [], data.q[data.heldout]
     for d in dims:
-        zq = method.embed_at(modules, dims, data.q[data.heldout], d)
+        zq = method.embed_at(modules, dims, queries, d)
         zc = method.embed_at(modules, dims, data.c, d)
         per_width.append(data.heldout_set.score_members(zq, zc))
     return [sum(v) / len(v) for v in zip(*per_width, strict=True)]
