@@ -1,28 +1,27 @@
-"""SMEC's first step with its row lookups rewritten, against the step as `src` has it.
+"""SMEC's first step under `src`'s row lookups, against the expanded-index gathers they replaced.
 
 `bench/train_step.py` found SMEC's step at ~3x SMRL's, and its products bound at ~1.4x: the
 rest is per-operation work. This bench finds where it goes and times exact rewrites of the
-lookups before any lands in `src` (which would re-run every training stage): the first steps
-of SMRL, SMEC's two parts (SMRL + ADS, SMRL + S-XBM: `parts_over_smrl`) and SMEC, each under
-each variant of `src`, all in one rotation:
+lookups: the first steps of SMRL, SMEC's two parts (SMRL + ADS, SMRL + S-XBM:
+`parts_over_smrl`) and SMEC, each under each variant, all in one rotation:
 
-- current:   `src` as it is
-- rows:      every row lookup as row indexing where `src` gathers with an expanded index:
-             `heads.rows_of` on per-member tables (the batch's inputs, the S-XBM neighbours'
-             inputs) and each neighbour among the distinct rows the map computed
-             (`xbm.CrossBatchTerm._embed_neighbours`): the same values, copied by rows
-- rows_norm: rows, with each distinct neighbour row L2-normalised once before its lookup,
-             where `xbm.loss` normalises all 2B·K looked-up rows
+- gather:    the lookups as `src` had them before issue 21's rewrite (1dc78a2): `heads.rows_of`
+             on per-member tables (the batch's inputs, the S-XBM neighbours' inputs, and each
+             neighbour among the distinct rows the map computed) as a `torch.gather` with an
+             index per element
+- current:   `src` as it is: those lookups as row indexing, the same values copied by rows
+- rows_norm: current, with each distinct neighbour row L2-normalised once before its lookup,
+             where `xbm.loss` normalises all 2B·K looked-up rows (not exact: a candidate)
 
 Every run trains the same fresh module on the same batches and generators; `max_abs_diff` is
-the largest difference of a variant's trained weights and logits from current's for the same
-method (0.0: the same bits), `replaced` how many calls of its last SMEC run the rewrite
-served (a rewrite that never ran would show as the same bits). Then, untimed, `fits_equal`:
-every learned method fitted in full (every step, three members stacked, two epochs) under
-`rows` and `current`, whether its modules and gradient records are the same bits. The last
-stdout line is one JSON object: `smec_over_smrl` per variant (SMEC over SMRL under the same
-variant, goal <= 1.5), `parts_over_smrl`, `max_abs_diff`, `replaced`, `fits_equal`,
-ms_per_step.
+the largest difference of a variant's trained weights and logits from gather's for the same
+method (0.0: the same bits), `replaced` how many lookups of its last SMEC run the variant's
+patch served (a patch that never ran would show as the same bits). Then, untimed,
+`fits_equal`: every learned method fitted in full (every step, three members stacked, two
+epochs) under `gather` and `current`, whether its modules and gradient records are the same
+bits. The last stdout line is one JSON object: `smec_over_smrl` per variant (SMEC over SMRL
+under the same variant, goal <= 1.5), `smec_current_over_gather`, `parts_over_smrl`,
+`max_abs_diff`, `replaced`, `fits_equal`, ms_per_step.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from smec.params import Train
 from smec.training import loop
 from smec.training.checkpoint import Checkpoint
 
-VARIANTS = ("current", "rows", "rows_norm")
+VARIANTS = ("gather", "current", "rows_norm")
 METHODS = ("smrl", "smrl_ads", "smrl_sxbm", "smec")  # SMEC's parts' first steps, and SMEC's
 
 
@@ -60,51 +59,47 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def lookup_rows(near: torch.Tensor, embed, normalise: bool) -> torch.Tensor:
+def lookup_rows(near: torch.Tensor, embed) -> torch.Tensor:
     """(S, 2B, K, d): each member's distinct neighbours through `embed` once (padded as `src`
-    pads them), optionally normalised, then looked up by rows."""
+    pads them), normalised, then looked up by rows."""
     uniq = [torch.unique(n, return_inverse=True) for n in near]
     width = max(len(u) for u, _ in uniq)
     ids = torch.stack([torch.cat([u, u[:1].expand(width - len(u))]) for u, _ in uniq])
-    z = embed(ids)
-    if normalise:
-        z = F.normalize(z, dim=-1)
+    z = F.normalize(embed(ids), dim=-1)
     inverse = torch.stack([inv.flatten() for _, inv in uniq])
-    return z[torch.arange(len(z))[:, None], inverse].view(*near.shape, z.shape[-1])
+    return heads.rows_of(z, inverse).view(*near.shape, z.shape[-1])
 
 
-def member_rows(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """`heads.rows_of` by row indexing: each member's rows `ids` (S, M) of `x`, shared (N, D)
-    or per member (S, N, D)."""
-    return x[ids] if x.dim() == 2 else x[torch.arange(len(ids))[:, None], ids]
+def gather_rows(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """`heads.rows_of` as it was before the rewrite: a gather with an index per element."""
+    if x.dim() == 2:
+        return x[ids]
+    return torch.gather(x, 1, ids[..., None].expand(-1, -1, x.shape[-1]))
 
 
 @contextlib.contextmanager
 def variant(name: str) -> Iterator[list[int]]:
     """`src`'s row lookups replaced by variant `name` for the duration; yields a list that
-    counts the replaced calls."""
+    counts the lookups the replacement served."""
     calls = [0]
-    if name == "current":
-        yield calls
-        return
-    normalise = name == "rows_norm"
     saved = heads.rows_of, xbm.CrossBatchTerm._embed_neighbours, xbm.loss
 
     def rows_of(x, ids):
-        calls[0] += 1
-        return member_rows(x, ids)
+        calls[0] += x.dim() == 3
+        return gather_rows(x, ids)
 
     def embed_neighbours(term, near, embed):
         calls[0] += 1
-        return lookup_rows(near, lambda ids: embed(heads.rows_of(term.inputs, ids)), normalise)
+        return lookup_rows(near, lambda ids: embed(heads.rows_of(term.inputs, ids)))
 
     def normalised_loss(z_batch, z_neighbours, frozen):
         zb = F.normalize(z_batch, dim=-1)
         return (torch.einsum("sbd,sbkd->sbk", zb, z_neighbours) - frozen).abs().mean(dim=(1, 2))
 
-    heads.rows_of, xbm.CrossBatchTerm._embed_neighbours = rows_of, embed_neighbours
-    if normalise:
-        xbm.loss = normalised_loss
+    if name == "gather":
+        heads.rows_of = rows_of
+    elif name == "rows_norm":
+        xbm.CrossBatchTerm._embed_neighbours, xbm.loss = embed_neighbours, normalised_loss
     try:
         yield calls
     finally:
@@ -120,7 +115,7 @@ def run(method: str, name: str, cfg: Train, data, epochs) -> tuple[torch.Tensor,
 
 def fits_equal(cfg: Train, data) -> dict[str, bool]:
     """Every learned method fitted in full (every step, three members stacked, two epochs)
-    under `rows` and under `current`: whether its modules and gradient records are the same
+    under `gather` and under `current`: whether its modules and gradient records are the same
     bits."""
     job_cfg = cfg.model_copy(update={"epochs": 2})
     members = tuple(loop.Member(s, cfg.lr) for s in (0, 1, 2))
@@ -128,7 +123,7 @@ def fits_equal(cfg: Train, data) -> dict[str, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         for name in methods.LEARNED:
             results = []
-            for v in ("current", "rows"):
+            for v in ("gather", "current"):
                 job = loop.Job(methods.get(name), job_cfg, members=members)
                 with variant(v):
                     results.append(loop.fit(job, data, Checkpoint(Path(tmp) / f"{name}-{v}", v)))
@@ -159,14 +154,15 @@ def main() -> None:
     seconds, last = alternate(runs, args.repeats, verbose=False)
     ms = {c: 1e3 * t / n_steps for c, t in medians(seconds).items()}
     over = {c: ms[c] / ms[f"smrl/{c.split('/')[1]}"] for c in ms}
-    diff = {c: float((last[c][0] - last[f"{c.split('/')[0]}/current"][0]).abs().max()) for c in ms}
+    diff = {c: float((last[c][0] - last[f"{c.split('/')[0]}/gather"][0]).abs().max()) for c in ms}
     equal = fits_equal(cfg, data)
-    print(f"full fits, 3 members, under rows and current: the same bits {equal}")
+    print(f"full fits, 3 members, under gather and current: the same bits {equal}")
     for c in runs:
         print(f"{c:19s} {ms[c]:.3f} ms/step, over smrl {over[c]:.3f}, max |diff| {diff[c]:.3g}")
     emit(
         {
             "smec_over_smrl": {v: round(over[f"smec/{v}"], 4) for v in VARIANTS},
+            "smec_current_over_gather": round(ms["smec/current"] / ms["smec/gather"], 4),
             "parts_over_smrl": {m: round(over[f"{m}/current"], 4) for m in METHODS[1:3]},
             "max_abs_diff": diff,
             "replaced": {v: last[f"smec/{v}"][1] for v in VARIANTS},
