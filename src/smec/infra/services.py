@@ -77,10 +77,19 @@ WEED_PORTS = {  # `weed server`'s port flags: the name of each port in services.
 }
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports on the loopback. Each socket stays bound until all n are picked:
+    ports picked one at a time can repeat (the kernel may hand a just-closed port out again),
+    and SeaweedFS then dies on its second bind of it."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind((LOOPBACK, 0))
+        return [s.getsockname()[1] for s in socks]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def port_open(port: int, host: str = LOOPBACK) -> bool:
@@ -398,8 +407,8 @@ def start(root: Path, host: str = LOOPBACK) -> dict:
     root.chmod(0o700)
     creds = credentials(root)
     data = Path(before.get("postgres_data") or cluster_dir(root))
-    ports = {"postgres": free_port(), "mlflow": free_port()}
-    ports |= {name: free_port() for name in WEED_PORTS.values()}
+    names = ["postgres", "mlflow", *WEED_PORTS.values()]
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     start_postgres(data, ports["postgres"], host, creds["postgres"])
     pids = {"postgres": postgres_pid(data)}
     state = {"root": str(root), "host": host, "postgres_data": str(data), "ports": ports}
