@@ -10,18 +10,20 @@ lookups: the first steps of SMRL, SMEC's two parts (SMRL + ADS, SMRL + S-XBM:
              neighbour among the distinct rows the map computed) as a `torch.gather` with an
              index per element
 - current:   `src` as it is: those lookups as row indexing, the same values copied by rows
-- rows_norm: current, with each distinct neighbour row L2-normalised once before its lookup,
-             where `xbm.loss` normalises all 2B·K looked-up rows (not exact: a candidate)
+- select:    current, with `heads.rows_of` as `index_select` on the table seen as one (S·N, D)
+             matrix (a shared table viewed per member read as the one table), which an
+             ad-hoc timing of the neighbours' lookup alone found several times faster than
+             row indexing (a candidate; exact)
 
 Every run trains the same fresh module on the same batches and generators; `max_abs_diff` is
 the largest difference of a variant's trained weights and logits from gather's for the same
 method (0.0: the same bits), `replaced` how many lookups of its last SMEC run the variant's
 patch served (a patch that never ran would show as the same bits). Then, untimed,
 `fits_equal`: every learned method fitted in full (every step, three members stacked, two
-epochs) under `gather` and `current`, whether its modules and gradient records are the same
-bits. The last stdout line is one JSON object: `smec_over_smrl` per variant (SMEC over SMRL
-under the same variant, goal <= 1.5), `smec_current_over_gather`, `parts_over_smrl`,
-`max_abs_diff`, `replaced`, `fits_equal`, ms_per_step.
+epochs) under each variant, whether its modules and gradient records are the same bits under
+all of them. The last stdout line is one JSON object: `smec_over_smrl` per variant (SMEC over
+SMRL under the same variant, goal <= 1.5), `smec_current_over_gather`, `select_over_current`
+per method, `parts_over_smrl`, `max_abs_diff`, `replaced`, `fits_equal`, ms_per_step.
 """
 
 from __future__ import annotations
@@ -33,16 +35,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from harness import alternate, emit, machine, medians
 from train_step import ROOT, epochs_of, load, run_step
 
-from smec.model import heads, methods, xbm
+from smec.model import heads, methods
 from smec.params import Train
 from smec.training import loop
 from smec.training.checkpoint import Checkpoint
 
-VARIANTS = ("gather", "current", "rows_norm")
+VARIANTS = ("gather", "current", "select")
 METHODS = ("smrl", "smrl_ads", "smrl_sxbm", "smec")  # SMEC's parts' first steps, and SMEC's
 
 
@@ -59,15 +60,18 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def lookup_rows(near: torch.Tensor, embed) -> torch.Tensor:
-    """(S, 2B, K, d): each member's distinct neighbours through `embed` once (padded as `src`
-    pads them), normalised, then looked up by rows."""
-    uniq = [torch.unique(n, return_inverse=True) for n in near]
-    width = max(len(u) for u, _ in uniq)
-    ids = torch.stack([torch.cat([u, u[:1].expand(width - len(u))]) for u, _ in uniq])
-    z = F.normalize(embed(ids), dim=-1)
-    inverse = torch.stack([inv.flatten() for _, inv in uniq])
-    return heads.rows_of(z, inverse).view(*near.shape, z.shape[-1])
+def selected_rows(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """`heads.rows_of` by `index_select` on the table as one matrix of rows (the candidate)."""
+    if x.dim() == 3 and x.stride(0) == 0:  # a shared table viewed per member
+        x = x[0]
+    if x.dim() == 2:
+        flat, at = x, ids
+    elif x.is_contiguous():
+        flat = x.flatten(0, 1)
+        at = ids + torch.arange(len(ids), device=ids.device)[:, None] * x.shape[1]
+    else:
+        return x[torch.arange(len(ids), device=ids.device)[:, None], ids]
+    return flat.index_select(0, at.flatten()).view(*ids.shape, x.shape[-1])
 
 
 def gather_rows(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -82,28 +86,19 @@ def variant(name: str) -> Iterator[list[int]]:
     """`src`'s row lookups replaced by variant `name` for the duration; yields a list that
     counts the lookups the replacement served."""
     calls = [0]
-    saved = heads.rows_of, xbm.CrossBatchTerm._embed_neighbours, xbm.loss
+    saved = heads.rows_of
+    replacement = {"gather": gather_rows, "select": selected_rows}.get(name)
 
     def rows_of(x, ids):
-        calls[0] += x.dim() == 3
-        return gather_rows(x, ids)
-
-    def embed_neighbours(term, near, embed):
         calls[0] += 1
-        return lookup_rows(near, lambda ids: embed(heads.rows_of(term.inputs, ids)))
+        return replacement(x, ids)
 
-    def normalised_loss(z_batch, z_neighbours, frozen):
-        zb = F.normalize(z_batch, dim=-1)
-        return (torch.einsum("sbd,sbkd->sbk", zb, z_neighbours) - frozen).abs().mean(dim=(1, 2))
-
-    if name == "gather":
+    if replacement is not None:
         heads.rows_of = rows_of
-    elif name == "rows_norm":
-        xbm.CrossBatchTerm._embed_neighbours, xbm.loss = embed_neighbours, normalised_loss
     try:
         yield calls
     finally:
-        heads.rows_of, xbm.CrossBatchTerm._embed_neighbours, xbm.loss = saved
+        heads.rows_of = saved
 
 
 def run(method: str, name: str, cfg: Train, data, epochs) -> tuple[torch.Tensor, int]:
@@ -115,28 +110,32 @@ def run(method: str, name: str, cfg: Train, data, epochs) -> tuple[torch.Tensor,
 
 def fits_equal(cfg: Train, data) -> dict[str, bool]:
     """Every learned method fitted in full (every step, three members stacked, two epochs)
-    under `gather` and under `current`: whether its modules and gradient records are the same
-    bits."""
+    under each variant: whether its modules and gradient records are the same bits under all
+    of them."""
     job_cfg = cfg.model_copy(update={"epochs": 2})
     members = tuple(loop.Member(s, cfg.lr) for s in (0, 1, 2))
     equal = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in methods.LEARNED:
             results = []
-            for v in ("gather", "current"):
+            for v in VARIANTS:
                 job = loop.Job(methods.get(name), job_cfg, members=members)
                 with variant(v):
                     results.append(loop.fit(job, data, Checkpoint(Path(tmp) / f"{name}-{v}", v)))
-            a, b = results
-            tensors = [
-                (x, y)
-                for ma, mb in zip(a.modules, b.modules, strict=True)
-                for x, y in zip(ma.state_dict().values(), mb.state_dict().values(), strict=True)
-            ]
-            equal[name] = all(torch.equal(x, y) for x, y in tensors) and all(
-                ra.equals(rb) for ra, rb in zip(a.records, b.records, strict=True)
-            )
+            equal[name] = all(same_fit(results[0], r) for r in results[1:])
     return equal
+
+
+def same_fit(a: loop.Result, b: loop.Result) -> bool:
+    """Whether two fits' modules and gradient records are the same bits."""
+    tensors = [
+        (x, y)
+        for ma, mb in zip(a.modules, b.modules, strict=True)
+        for x, y in zip(ma.state_dict().values(), mb.state_dict().values(), strict=True)
+    ]
+    return all(torch.equal(x, y) for x, y in tensors) and all(
+        ra.equals(rb) for ra, rb in zip(a.records, b.records, strict=True)
+    )
 
 
 def main() -> None:
@@ -156,13 +155,16 @@ def main() -> None:
     over = {c: ms[c] / ms[f"smrl/{c.split('/')[1]}"] for c in ms}
     diff = {c: float((last[c][0] - last[f"{c.split('/')[0]}/gather"][0]).abs().max()) for c in ms}
     equal = fits_equal(cfg, data)
-    print(f"full fits, 3 members, under gather and current: the same bits {equal}")
+    print(f"full fits, 3 members, under every variant: the same bits {equal}")
     for c in runs:
         print(f"{c:19s} {ms[c]:.3f} ms/step, over smrl {over[c]:.3f}, max |diff| {diff[c]:.3g}")
     emit(
         {
             "smec_over_smrl": {v: round(over[f"smec/{v}"], 4) for v in VARIANTS},
             "smec_current_over_gather": round(ms["smec/current"] / ms["smec/gather"], 4),
+            "select_over_current": {
+                m: round(ms[f"{m}/select"] / ms[f"{m}/current"], 4) for m in METHODS
+            },
             "parts_over_smrl": {m: round(over[f"{m}/current"], 4) for m in METHODS[1:3]},
             "max_abs_diff": diff,
             "replaced": {v: last[f"smec/{v}"][1] for v in VARIANTS},
