@@ -45,6 +45,7 @@ from smec.training.checkpoint import Checkpoint
 
 VARIANTS = ("gather", "current", "select")
 METHODS = ("smrl", "smrl_ads", "smrl_sxbm", "smec")  # SMEC's parts' first steps, and SMEC's
+SRC_ROWS_OF = heads.rows_of  # `src`'s, kept before any variant replaces it
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,8 +70,8 @@ def selected_rows(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     elif x.is_contiguous():
         flat = x.flatten(0, 1)
         at = ids + torch.arange(len(ids), device=ids.device)[:, None] * x.shape[1]
-    else:
-        return x[torch.arange(len(ids), device=ids.device)[:, None], ids]
+    else:  # flattening would copy the whole table: `src`'s row indexing
+        return SRC_ROWS_OF(x, ids)
     return flat.index_select(0, at.flatten()).view(*ids.shape, x.shape[-1])
 
 
@@ -86,7 +87,6 @@ def variant(name: str) -> Iterator[list[int]]:
     """`src`'s row lookups replaced by variant `name` for the duration; yields a list that
     counts the lookups the replacement served."""
     calls = [0]
-    saved = heads.rows_of
     replacement = {"gather": gather_rows, "select": selected_rows}.get(name)
 
     def rows_of(x, ids):
@@ -98,7 +98,7 @@ def variant(name: str) -> Iterator[list[int]]:
     try:
         yield calls
     finally:
-        heads.rows_of = saved
+        heads.rows_of = SRC_ROWS_OF
 
 
 def run(method: str, name: str, cfg: Train, data, epochs) -> tuple[torch.Tensor, int]:
