@@ -19,24 +19,21 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m smec.infra.dvcplots .dvc/offline-plots.html  # `dvc plots show` without a CDN
 	touch $(STAMP)
 
-# JOBS=2: independent stages side by side, one torch thread each (smec.infra.lanes)
+# JOBS=2: independent stages side by side, one torch thread each (smec.infra.lanes); either
+# way the committed studies are used where this machine's embeddings make them stale (`make tune`)
 JOBS ?= 1
 repro: $(STAMP)
-ifeq ($(JOBS),1)
-	$(BIN)/dvc repro
-else
 	$(BIN)/python -m smec.infra.lanes --jobs $(JOBS)
-endif
 	$(BIN)/python pipeline/where.py
 
 # Two pytest workers, each test file in one of them (its module fixtures built once): the
 # slow files are subprocess pipelines, so two of them share 2 cores well. TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 2
-# Every method's Optuna study (dvc.yaml's tune@<method>) and the stages it reads.
-# Their outputs are committed, so `make repro` re-runs them only if their inputs changed.
+# The whole pipeline with every method's Optuna studies (dvc.yaml's tune@<method>) re-run where
+# stale: their outputs are committed, and `make repro` uses them rather than re-run them.
 # With the team's PostgreSQL (SMEC_TUNE_STORAGE), more workers may join: docs/pipeline.md.
 tune: $(STAMP)
-	$(BIN)/dvc repro tune
+	$(BIN)/python -m smec.infra.lanes --jobs $(JOBS) --rerun-committed
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -65,7 +62,8 @@ lint: $(STAMP)
 CI_SET := -S 'data.corpus_limit=1500' -S 'encoder.max_seq_length=128' \
           -S 'train.epochs=12' -S 'render.epochs=[0,5,10]' -S 'sweep.seeds=3' -S 'law.seeds=3' \
           -S 'compare.seeds=1' -S 'compare.epochs=4' -S 'compare.inits=[identity]' \
-          -S 'tune.trials=2' -S 'tune.startup=2' -S 'tune.epochs=[2,4]' \
+          -S 'tune.trials=2' -S 'tune.startup=2' -S 'tune.epochs=[2,4]' -S 'tune.replicates=2' \
+          -S 'tune.seeds=[100]' \
           -S 'compare.losses=[]' -S 'compare.label_fractions=[]'
 ifndef CI_DIR
 CI_DIR := $(shell mktemp -d -u /tmp/smec-ci.XXXXXX)

@@ -77,76 +77,90 @@ def first_module_stats(result: loop.Result, spec: StepSpec, dims: list[int]) -> 
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm of the comparison: its name (the tables' `init` column), the settings it trains
-    with, its loss and the share of the training queries it sees."""
+    """One arm of the comparison: its name (the tables' `init` column), the study replicate
+    whose best settings it trains with (0 for an arm at the defaults), those settings, its
+    loss, the share of the training queries it sees and its seeds."""
 
     label: str
+    replicate: int
     settings: tuning.Settings
     loss: str
     fraction: float = 1.0
+    seeds: tuple[int, ...] = ()
 
 
-def studied(p: params.Params, tuned: Path, method: Method) -> dict[str, tuning.Settings]:
-    """The best settings of the method's study under each loss `compare.studied_losses` names,
-    from `tune@<method>`'s best.json (the headline's at its top level, the others' under
-    `losses`)."""
+def studied(p: params.Params, tuned: Path, method: Method) -> dict[tuple, tuning.Settings]:
+    """The best settings of each of the method's studies, by (loss, replicate), for every loss
+    of `compare.studied_losses` and every replicate of `tune.replicates`, from
+    `tune@<method>`'s best.json."""
     best = artifacts.read_json(tuned)
     if best.get("method") != method.name:
         raise SmecError(f"{tuned}: the study of {best.get('method')!r}, not {method.name!r}")
-    studies = {p.compare.loss: best, **best.get("losses", {})}
-    for loss in p.compare.studied_losses:
-        if studies.get(loss, {}).get("loss", p.compare.loss) != loss:
+    studies = {(s["loss"], s["replicate"]): s for s in best.get("studies", [])}
+    wanted = [(loss, r) for loss in p.compare.studied_losses for r in range(p.tune.replicates)]
+    for loss, r in wanted:
+        if (loss, r) not in studies:
             raise SmecError(
-                f"{tuned}: no study under loss {loss!r}; run `dvc repro tune@{method.name}`"
+                f"{tuned}: no study under loss {loss!r}, replicate {r}; "
+                f"run `dvc repro tune@{method.name}`"
             )
-    return {
-        loss: tuning.Settings.of(studies[loss]["settings"], p.methods)
-        for loss in p.compare.studied_losses
-    }
+    return {key: tuning.Settings.of(studies[key]["settings"], p.methods) for key in wanted}
 
 
 def arms(p: params.Params, tuned: Path, method: Method) -> list[Arm]:
     """The comparison's arms of one method (`compare.arms`, in order): each start at the default
-    settings; with `compare.tuned`, the best settings of the method's study (`--tuned`); each
-    other loss at the headline start's default settings, then at its own study's best; each
-    label budget at the tuned settings (else the headline's)."""
+    settings; with `compare.tuned`, the best settings of each study replicate (`--tuned`); each
+    other loss at the headline start's default settings, then at its own studies' best; each
+    label budget at each replicate's tuned settings (else the headline's); then the headline
+    arm on the next `compare.seeds` seeds (`aa`, with `compare.calibration`)."""
     c = p.compare
-    out = [Arm(init, tuning.defaults(p, init), c.loss) for init in c.inits]
-    base = tuning.defaults(p, c.inits[0])
+    seeds = tuple(range(c.seeds))
+    headline = tuning.defaults(p, c.inits[0])
+    out = [Arm(init, 0, tuning.defaults(p, init), c.loss, seeds=seeds) for init in c.inits]
     best = studied(p, tuned, method) if c.tuned else {}
-    if c.tuned:
-        base = best[c.loss]
-        out.append(Arm("tuned", base, c.loss))
-    out += [Arm(loss, tuning.defaults(p, c.inits[0]), loss) for loss in c.losses]
-    out += [Arm(f"{loss}_tuned", best[loss], loss) for loss in c.losses if c.tuned]
-    out += [Arm(params.label_arm(f), base, c.loss, f) for f in c.label_fractions]
-    assert [a.label for a in out] == c.arms
+    reps = range(p.tune.replicates) if c.tuned else range(1)
+    base = {r: best.get((c.loss, r), headline) for r in reps}
+    out += [Arm("tuned", r, base[r], c.loss, seeds=seeds) for r in reps if c.tuned]
+    out += [Arm(loss, 0, headline, loss, seeds=seeds) for loss in c.losses]
+    for loss in c.tuned_losses if c.tuned else []:
+        out += [Arm(f"{loss}_tuned", r, best[loss, r], loss, seeds=seeds) for r in reps]
+    for f in c.label_fractions:
+        out += [Arm(params.label_arm(f), r, base[r], c.loss, f, seeds) for r in reps]
+    if c.calibration:
+        out.append(Arm("aa", 0, headline, c.loss, seeds=tuple(c.test_seeds[c.seeds :])))
+    assert list(dict.fromkeys(a.label for a in out)) == c.arms
     return out
 
 
 def train_arm(args, p: params.Params, method: Method, arm: Arm, stage_in, data) -> tuple:
     """Every seed of one arm trained as one stack (resuming from its checkpoint), scored per
     test query at every width; returns the scores, the result, the runs and the checkpoint."""
-    c, label, settings = p.compare, arm.label, arm.settings
-    seeds = list(range(c.seeds))
+    c, label, settings, seeds = p.compare, arm.label, arm.settings, list(arm.seeds)
     per_seed = [tuning.train_params(p, seed, settings, arm.loss) for seed in seeds]
     if arm.fraction < 1:  # the same queries for every seed (a budget nests in larger ones)
         data = budgets.query_subset(data, arm.fraction, p.data.split_seed)
+    name = f"{label} r{arm.replicate}" if c.from_studies(label) else label
     track = Track(
         f"compare@{method.name}",
         _bootstrap.CHECKOUT,
-        runs=tuple(MemberRun(ps, f"{label} seed {ps.train.seed}") for ps in per_seed),
-        tags={"method": method.name, "compare.init": label, "compare.fraction": str(arm.fraction)},
+        runs=tuple(MemberRun(ps, f"{name} seed {ps.train.seed}") for ps in per_seed),
+        tags={
+            "method": method.name,
+            "compare.init": label,
+            "compare.replicate": str(arm.replicate),
+            "compare.fraction": str(arm.fraction),
+        },
     )
     key_settings = {
         "method": method.name,
+        "replicate": arm.replicate,
         "train": [ps.train.model_dump() for ps in per_seed],
         "methods": settings.methods.model_dump(),
         "compare": c.model_dump(),
         "fraction": arm.fraction,
     }
     key = provenance.stage_key(SCRIPT, _bootstrap.CHECKOUT, stage_in.paths, key_settings)
-    ckpt = Checkpoint(args.checkpoints / f"{label}.pt", key)
+    ckpt = Checkpoint(args.checkpoints / f"{label}-r{arm.replicate}.pt", key)
     members = tuple(loop.Member(ps.train.seed, ps.train.lr) for ps in per_seed)
     select = c.select == "best_heldout"
     job = loop.Job(method, per_seed[0].train, settings.methods, select, members)
@@ -158,7 +172,13 @@ def train_arm(args, p: params.Params, method: Method, arm: Arm, stage_in, data) 
             zc = method.embed_at(fitted.result.modules, c.dims, data.c, d)
             for s, seed in enumerate(seeds):
                 per_query = test.per_query(zq[s], zc[s])
-                labels = {"method": method.name, "init": label, "seed": seed, "dim": d}
+                labels = {
+                    "method": method.name,
+                    "init": label,
+                    "replicate": arm.replicate,
+                    "seed": seed,
+                    "dim": d,
+                }
                 scores.append(per_query.assign(**labels))
                 fitted.metrics[s][f"{method.name}_d{d}.ndcg_at_10"] = per_query.ndcg_at_10.mean()
     return pd.concat(scores), fitted.result, fitted.runs, ckpt
@@ -182,7 +202,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
         checkpoints.append(ckpt)
         scores.append(per_query)
         init = arm.label
-        labels = {"method": method.name, "init": init}
+        labels = {"method": method.name, "init": init, "replicate": arm.replicate}
         stats.append(first_module_stats(result, first, c.dims).assign(**labels))
         selection.append(result.selection.assign(**labels))
         if init == c.inits[0]:  # seed 0 of the headline start: what people take away (export)
@@ -203,7 +223,9 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     for ckpt in checkpoints:
         ckpt.clear()
     means = out.groupby(["init", "dim"]).ndcg_at_10.mean().round(4).to_dict()
-    print(f"compare@{method.name}: {c.seeds} seeds, mean nDCG@10 by start and width {means}")
+    print(
+        f"compare@{method.name}: mean nDCG@10 by arm and width (over replicates and seeds) {means}"
+    )
     return out
 
 

@@ -1,14 +1,17 @@
-"""DVC stage `comparison`: every method at every width, with intervals and paired tests.
+"""DVC stage `comparison`: every method at every width, with intervals, calibrated tests and
+verdicts.
 
 Reads each method's per-query test scores (`compare@<method>`), adds the registry's
 learning-free baselines (fitted on the corpus) at the same widths, and writes
-reports/comparison.csv: per start (`compare.inits`), method and width, nDCG@10's mean over
-seeds with its 95% t interval, Recall@100 and MRR@10 (means), and against `mrl` at the same
-start and width the mean paired difference of per-query nDCG@10 (seeds averaged per query)
-with its two-sided sign-flip randomisation p-value over the test queries. `--pairs` holds every
-difference the results state (:func:`smec.measure.comparison.family`). Also the first module's
-gradient statistics and ADS diagnostics with intervals (`--gradstats`), each ADS method's
-selection at the end of its first step (`--selection`), and the per-query table.
+reports/comparison.csv: per arm (`compare.arms`), method and width, nDCG@10's mean with its 95%
+t interval (over seeds, or over study replicates' means for an arm trained at the studies'
+best settings), the replicates' spread, Recall@100 and MRR@10, and the pooled difference from
+`mrl`. `--pairs` holds every contrast the results state (:func:`smec.measure.comparison.family`)
+with its interval, calibrated p-value, Holm over the one family and each replicate's outcome;
+`--verdicts` the verdict of each (an outcome where 4 of 5 replicates agree, else undecided);
+`--calibration` the A/A check of the tests on these scores (the `aa` arm). Also the first
+module's gradient statistics and ADS diagnostics with intervals (`--gradstats`), each ADS
+method's selection at the end of its first step (`--selection`), and the per-query table.
 """
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
@@ -24,7 +27,16 @@ from smec.infra.device import resolve
 from smec.measure import comparison, retrieval
 from smec.model import methods
 
-OUTPUTS = ("table", "pairs", "queries-table", "gradstats", "selection", "metrics")
+OUTPUTS = (
+    "table",
+    "pairs",
+    "verdicts",
+    "calibration",
+    "queries-table",
+    "gradstats",
+    "selection",
+    "metrics",
+)
 
 
 def baselines(stage_in: inputs.StageInputs, c: params.Compare, device) -> pd.DataFrame:
@@ -56,13 +68,19 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     trained = pd.concat([artifacts.read_parquet(s) for s in args.scores], ignore_index=True)
     untrained = baselines(inputs.read(args), c, resolve(p.evaluate.device))
     scores = pd.concat([trained, comparison.with_starts(untrained, c.arms)], ignore_index=True)
-    table = comparison.table(scores, reference="mrl", draws=c.permutations)
+    stated = scores[scores["init"] != comparison.CALIBRATION_ARM]
+    table = comparison.table(stated, reference="mrl")
     stats = pd.concat([artifacts.read_parquet(s) for s in args.stats], ignore_index=True)
     nested = comparison.metrics(table)
     artifacts.write_csv(args.table, table, float_format="%.6g")
-    pairs = comparison.pairs(scores, table, draws=c.permutations, boot=c.bootstrap)
+    labels = [params.label_arm(f) for f in c.label_fractions]
+    full = "tuned" if c.tuned else c.inits[0]  # the label curve's 100% point
+    pairs = comparison.pairs(stated, table, labels, full)
     artifacts.write_csv(args.pairs, pairs, float_format="%.6g")
-    artifacts.write_csv(args.queries_table, comparison.per_query_means(scores), float_format="%.6f")
+    artifacts.write_csv(args.verdicts, comparison.verdicts(pairs), float_format="%.6g")
+    calibration = comparison.calibration(scores, c.inits[0], c.bootstrap)
+    artifacts.write_csv(args.calibration, calibration, float_format="%.6g")
+    artifacts.write_csv(args.queries_table, comparison.per_query_means(stated), float_format="%.6f")
     artifacts.write_csv(args.gradstats, comparison.gradstats_table(stats, p.render.epochs))
     artifacts.write_csv(args.selection, comparison.selection_table(stats))
     artifacts.write_json(args.metrics, nested)
@@ -70,7 +88,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
         flat = retrieval.flat_metrics(nested)
         mlflow.log_metrics(flat)
         tracking.log_to_parent(run, flat)
-        for path in (args.table, args.pairs, args.gradstats, args.selection):
+        for path in (args.table, args.pairs, args.verdicts, args.calibration, args.gradstats):
             mlflow.log_artifact(str(path))
     print(comparison.summary(table))
     return table

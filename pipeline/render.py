@@ -67,10 +67,12 @@ def arm_titles(c: params.Compare) -> dict[str, str]:
         for k, init in enumerate(c.inits)
     }
     if c.tuned:
-        titles["tuned"] = "each method at its study's best settings"
+        titles["tuned"] = "each method at its studies' best settings (mean over replicates)"
     titles |= {loss: f"{loss} loss, start {c.inits[0]}, default settings" for loss in c.losses}
     if c.tuned:
-        titles |= {f"{loss}_tuned": f"{loss} loss, its own study's best" for loss in c.losses}
+        titles |= {
+            f"{loss}_tuned": f"{loss} loss, its own studies' best" for loss in c.tuned_losses
+        }
     return titles
 
 

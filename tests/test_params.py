@@ -49,6 +49,12 @@ def test_repo_params_load_with_the_documented_defaults():
         ({"compare": {"label_fractions": [0.5, 1.0]}}, r"compare.label_fractions.1=1.0: Input"),
         ({"tune": {"lr": [0.1, 0.01]}}, r"tune.lr=\[0.1, 0.01\]: needs \[low, high\]"),
         ({"tune": {"trials": 0}}, r"tune.trials=0: Input should be greater than 0"),
+        (
+            {"tune": {"seeds": [4, 100]}},
+            r"tune.seeds=\[4, 100\]: seed 4 also trains a test model \(compare.seeds=5",
+        ),
+        ({"tune": {"epochs": [5, 10]}}, r"tune.epochs=\[5, 10\]: must contain the default "),
+        ({"compare": {"tuned_losses": ["mse"]}}, r"compare.tuned_losses=\['mse'\]: each must"),
         ("train: [1, 2", r"params.yaml: not valid YAML"),
         ("- 1\n- 2\n", r"expected a mapping of sections, got list"),
     ],

@@ -64,7 +64,7 @@ def make_repo(repo: Path, data: Path) -> Path:
     p["train"].update(epochs=3, batch_size=8)
     p["sweep"]["seeds"] = p["law"]["seeds"] = 1  # the stages run; intervals need not
     p["compare"].update(seeds=1, epochs=1)
-    p["tune"].update(trials=2, startup=2, epochs=[1, 1])
+    p["tune"].update(trials=2, startup=2, epochs=[1, 1], replicates=1)
     p["render"]["epochs"] = [0, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     (repo / ".venv").symlink_to(BIN.parent)  # where `make` puts it

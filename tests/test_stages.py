@@ -23,7 +23,9 @@ from .conftest import ROOT, run_stage, stage_script, store_at, write_beir, write
 
 SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
 TUNE = [f"tune@{m}" for m in methods.LEARNED]
-ARMS = ["identity", "random", "tuned", "ce", "ce_tuned", "labels_25", "labels_50"]  # compare.arms
+ARMS = ["identity", "random", "tuned", "ce", "ce_tuned", "labels_25", "labels_50", "aa"]
+STUDIED = {"tuned", "ce_tuned", "labels_25", "labels_50"}  # an arm per study replicate
+REPLICATES, LOSSES = 2, ("rank", "ce")
 COMPARE = [f"compare@{m}" for m in methods.LEARNED]
 ALL = [
     "prepare",
@@ -60,8 +62,8 @@ def tiny_params(path, tiny_beir):
         train={"epochs": 3, "batch_size": 8},
         sweep={"seeds": 2},
         law={"seeds": 2},
-        compare={"seeds": 2, "epochs": 2},
-        tune={"trials": 3, "startup": 2, "epochs": [1, 2]},
+        compare={"seeds": 2, "epochs": 2, "tuned_losses": ["ce"]},
+        tune={"trials": 3, "startup": 2, "epochs": [1, 2], "replicates": REPLICATES, "seeds": [9]},
         render={"epochs": [0, 2]},
     )
 
@@ -98,8 +100,9 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     trial_runs = [r for r in children if r.data.tags[tracking.TAG_ROLE] == "trial"]
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children if r not in trial_runs}
     assert set(stages) == set(ALL) - {"prepare"}
-    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * len(ARMS)  # seeds x methods; x arms
-    trials = len(TUNE) * 3 * 2  # nested under each study's stage run: rank's and ce's
+    arms = sum(REPLICATES if arm in STUDIED else 1 for arm in ARMS)
+    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * arms  # seeds x methods; x arms
+    trials = len(TUNE) * 3 * len(LOSSES) * REPLICATES  # nested under each study's stage run
     assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed + trials
     full = params.flat(params.load(p))
     for run in [parent, *stages.values()]:
@@ -128,13 +131,17 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
     exp_id = client.get_experiment_by_name("smec").experiment_id
     for m in methods.LEARNED:
         every = pd.read_csv(root / f"reports/tune/{m}/trials.csv")
-        assert list(dict.fromkeys(every["loss"])) == ["rank", "ce"]  # a study per loss
+        assert list(dict.fromkeys(every["loss"])) == list(LOSSES)  # studies per loss
         summary = json.loads((root / f"reports/tune/{m}/best.json").read_text())
-        assert set(summary["losses"]) == {"ce"}
-        for loss, best in (("rank", summary), ("ce", summary["losses"]["ce"])):
-            trials = every[every["loss"] == loss]
+        studies = {(s["loss"], s["replicate"]): s for s in summary["studies"]}
+        assert list(studies) == [(loss, r) for loss in LOSSES for r in range(REPLICATES)]
+        for (loss, r), best in studies.items():
+            trials = every[(every["loss"] == loss) & (every["replicate"] == r)]
             assert list(trials.trial) == [0, 1, 2] and set(trials.state) == {"COMPLETE"}
             assert best["loss"] == loss and best["trials"] == 3
+            first = trials.iloc[0]  # every study starts at the defaults
+            assert (first.lr, first.epochs, first.init) == (1e-3, 2, "identity")
+            assert best["default_value"] == pytest.approx(first.value, 1e-5)
             assert best["value"] == pytest.approx(trials.value.max(), 1e-5)
             assert trials.best_so_far.iloc[-1] == pytest.approx(best["value"], 1e-5)
             assert set(best["settings"]) == {
@@ -143,7 +150,7 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
                 "init",
                 *(k.name for k in methods.get(m).knobs),
             }
-        rank_trials = every[every["loss"] == "rank"]
+        rank_trials = every[(every["loss"] == "rank") & (every["replicate"] == 0)]
         stage = client.search_runs(
             [exp_id], f"tags.`{tracking.TAG_STAGE}` = 'tune@{m}' and tags.`smec.role` = 'stage'"
         )
@@ -152,8 +159,11 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
             [exp_id], f"tags.`{tracking.TAG_PARENT}` = '{stage.info.run_id}'"
         )
         names = sorted(r.info.run_name for r in nested)
-        assert names == [f"{loss} trial {n}" for loss in ("ce", "rank") for n in range(3)]
-        for r in [r for r in nested if r.data.tags["tune.loss"] == "rank"]:
+        assert names == sorted(
+            f"{loss} r{r} trial {n}" for loss in LOSSES for r in range(REPLICATES) for n in range(3)
+        )
+        rank0 = [r for r in nested if r.info.run_name.startswith("rank r0 ")]
+        for r in rank0:
             # its settings, its value, and a per-epoch history
             n = int(r.data.tags["optuna.trial"])
             row = rank_trials[rank_trials.trial == n].iloc[0]
@@ -172,13 +182,15 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
         # the tuned arm trains at the best settings, beside the default arms
         scores = pd.read_parquet(root / f"runs/compare/{m}/scores.parquet")
         assert list(dict.fromkeys(scores["init"])) == ARMS
-        for arm, study in (("tuned", summary), ("ce_tuned", summary["losses"]["ce"])):
+        assert set(scores[scores["init"] == "aa"].seed) == {2, 3}  # the next seeds
+        for arm, loss in (("tuned", "rank"), ("ce_tuned", "ce")):
             tuned = client.search_runs(
                 [exp_id],
                 f"tags.`{tracking.TAG_STAGE}` = 'compare@{m}' and tags.`compare.init` = '{arm}'",
             )
-            assert len(tuned) == 2
-            for r in tuned:  # the settings of the study under the arm's loss
+            assert len(tuned) == 2 * REPLICATES
+            for r in tuned:  # the settings of its replicate's study under the arm's loss
+                study = studies[loss, int(r.data.tags["compare.replicate"])]
                 assert r.data.params["train.loss"] == study["loss"]
                 assert float(r.data.params["train.lr"]) == pytest.approx(study["settings"]["lr"])
                 assert int(r.data.params["train.epochs"]) == study["settings"]["epochs"]
@@ -192,7 +204,11 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
                 (r.data.params["train.loss"], r.data.tags["compare.fraction"]) for r in runs
             } == {(loss, fraction)}
     table = pd.read_csv(root / "reports/comparison.csv")
-    assert list(dict.fromkeys(table["init"])) == ARMS
+    assert list(dict.fromkeys(table["init"])) == ARMS[:-1]  # `aa` only calibrates
+    verdicts = pd.read_csv(root / "reports/verdicts.csv")
+    assert set(verdicts.verdict) <= {"a better", "b better", "no difference", "undecided"}
+    assert set(verdicts[verdicts["init"] == "tuned"].replicates) == {REPLICATES}
+    assert set(pd.read_csv(root / "reports/calibration.csv").test) >= {"seed_query_t"}
     for figure in ("tuning", "label_scarcity", "comparison"):
         assert (root / f"figures/{figure}.png").is_file()
 
@@ -280,8 +296,9 @@ def test_compare_refuses_a_best_json_without_the_study_of_an_arms_loss(project, 
     root, p, _ = project
     bad = tmp_path / "best.json"
     best = json.loads((root / "reports/tune/smrl/best.json").read_text())
-    bad.write_text(json.dumps({k: v for k, v in best.items() if k != "losses"}))
-    with pytest.raises(SmecError, match=r"best.json: no study under loss 'ce'; run `dvc repro"):
+    best["studies"] = [s for s in best["studies"] if s["loss"] != "ce"]
+    bad.write_text(json.dumps(best))
+    with pytest.raises(SmecError, match=r"best.json: no study under loss 'ce', replicate 0; run"):
         run_stage("compare@smrl", root, p, tuned=str(bad), checkpoints=str(tmp_path / "c"))
 
 

@@ -411,7 +411,7 @@ def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspa
     }
     trials = [r for r in new if r.data.tags[tracking.TAG_ROLE] == "trial"]  # the exp's own tags
     per_study = Counter(studies[r.data.tags[tracking.TAG_PARENT]] for r in trials)
-    studied = len(params.Compare(**p["compare"]).studied_losses)  # a study per loss
+    studied = len(params.Compare(**p["compare"]).studied_losses) * p["tune"]["replicates"]
     assert per_study == {f"tune@{m}": p["tune"]["trials"] * studied for m in methods.LEARNED}
     dims = p["compare"]["dims"]
     logged = client.search_logged_models(experiment_ids=[exp_id])
@@ -441,8 +441,8 @@ def test_two_tuning_workers_on_the_team_postgresql_run_the_budget_exactly_once(
     worker alone finds (sqlite) within the tiny set's noise (docs/pipeline.md, "Tuning")."""
     repo, env = tracked
     p = yaml.safe_load((repo / "params.yaml").read_text())
-    p["tune"].update(trials=6, startup=3, epochs=[1, 2])
-    p["compare"]["losses"] = []  # one study
+    p["tune"].update(trials=6, startup=3, epochs=[1, 2], replicates=1)
+    p["compare"].update(losses=[], tuned_losses=[])  # one study
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     url = (
         f"postgresql+psycopg2://optuna:{team['credentials']['postgres']['optuna']}"
@@ -454,7 +454,7 @@ def test_two_tuning_workers_on_the_team_postgresql_run_the_budget_exactly_once(
     assert [proc.returncode for proc in procs] == [0, 0], printed
     ran = [int(re.search(r" ran (\d+) of ", text).group(1)) for text in printed]
     assert sum(ran) == 6 and min(ran) >= 1  # both took trials, none twice
-    best = json.loads((tmp_path / "w0/best.json").read_text())
+    (best,) = json.loads((tmp_path / "w0/best.json").read_text())["studies"]
     study = optuna.load_study(study_name=best["study"], storage=url)
     assert sorted(t.number for t in study.trials) == list(range(6))
     assert {t.state.name for t in study.trials} == {"COMPLETE"}
@@ -462,7 +462,7 @@ def test_two_tuning_workers_on_the_team_postgresql_run_the_budget_exactly_once(
         assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes()
     alone = tune_worker(repo, tmp_path / "alone", {**env, "SMEC_TUNE_WORKER": "0"}, 0)
     assert alone.communicate(timeout=600) and alone.returncode == 0
-    one = json.loads((tmp_path / "alone/best.json").read_text())
+    (one,) = json.loads((tmp_path / "alone/best.json").read_text())["studies"]
     assert one["trials"] == 6 and abs(one["value"] - best["value"]) <= 0.25
 
 

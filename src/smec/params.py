@@ -169,13 +169,12 @@ class Compare(_Section):
     epochs: PosInt = 20  # per trained module
     seeds: PosInt = 5
     select: Literal["best_heldout", "last"] = "best_heldout"
-    permutations: PosInt = 10_000  # sign flips of the paired test
     bootstrap: PosInt = 10_000  # draws of the two-level bootstrap (seeds, then queries)
-    tuned: bool = True  # also train each method at its study's best settings (the `tuned` arm)
-    losses: list[Literal["rank", "ce", "mse"]] = [
-        "ce"
-    ]  # more losses: an arm each (default settings)
+    tuned: bool = True  # also each method at each study replicate's best settings (`tuned`)
+    losses: list[Literal["rank", "ce", "mse"]] = ["ce"]  # more losses: an arm each (defaults)
+    tuned_losses: list[Literal["rank", "ce", "mse"]] = []  # of `losses`: studied too (<loss>_tuned)
     label_fractions: list[Annotated[float, Field(gt=0, lt=1)]] = [0.25, 0.5]  # label budgets
+    calibration: bool = True  # the `aa` arm: the headline arm again on seeds seeds..2*seeds-1
 
     @model_validator(mode="after")
     def _nesting(self) -> Compare:
@@ -188,29 +187,46 @@ class Compare(_Section):
             )
         if len(set(self.label_fractions)) != len(self.label_fractions):
             raise ValueError(f"compare.label_fractions={self.label_fractions}: distinct shares")
+        if not set(self.tuned_losses) <= set(self.losses):
+            raise ValueError(
+                f"compare.tuned_losses={self.tuned_losses}: each must be one of "
+                f"compare.losses={self.losses}"
+            )
         return self
 
     @property
     def arms(self) -> list[str]:
         """The comparison's arms (the tables' `init` column): each start at the default
-        settings, `tuned`, each other loss at the default settings, then (tuned) at its own
-        study's best (`ce_tuned`), then each label budget (`labels_25`: a quarter of the
-        training queries, at the tuned settings if there are any)."""
+        settings, `tuned`, each other loss at the default settings, then (studied) at its own
+        studies' best (`ce_tuned`), then each label budget (`labels_25`: a quarter of the
+        training queries, at the tuned settings if there are any), then `aa` (the headline arm
+        on other seeds: the A/A calibration of the tests)."""
         tuned = ["tuned"] if self.tuned else []
-        loss_tuned = [f"{loss}_tuned" for loss in self.losses] if self.tuned else []
+        loss_tuned = [f"{loss}_tuned" for loss in self.tuned_losses] if self.tuned else []
         return [
             *self.inits,
             *tuned,
             *self.losses,
             *loss_tuned,
             *map(label_arm, self.label_fractions),
+            *(["aa"] if self.calibration else []),
         ]
 
     @property
     def studied_losses(self) -> list[str]:
-        """The losses each method's study tunes under: the headline's, then (with `tuned`)
-        each other loss of the comparison."""
-        return [self.loss, *(self.losses if self.tuned else [])]
+        """The losses each method's studies tune under: the headline's, then (with `tuned`)
+        each of `tuned_losses`."""
+        return [self.loss, *(self.tuned_losses if self.tuned else [])]
+
+    def from_studies(self, arm: str) -> bool:
+        """Whether `arm` trains at a study's best settings: one arm per study replicate."""
+        studied = arm == "tuned" or arm.endswith("_tuned") or arm.startswith("labels_")
+        return self.tuned and studied
+
+    @property
+    def test_seeds(self) -> range:
+        """Every seed a test model trains: the arms', then the `aa` arm's."""
+        return range(self.seeds * (2 if self.calibration else 1))
 
 
 def label_arm(fraction: float) -> str:
@@ -219,11 +235,14 @@ def label_arm(fraction: float) -> str:
 
 
 class Tune(_Section):
-    """Each learned method's Optuna study: the same budget and shared space for every method."""
+    """Each learned method's Optuna studies: the same budget and shared space for every method,
+    `replicates` studies per method and loss, each with its own sampler seed."""
 
-    trials: PosInt = 16  # completed trials per method
+    trials: PosInt = 32  # completed trials per study, the first the default settings
     startup: PosInt = 8  # TPE's trials drawn at random before it models the history
-    seed: NonNegInt = 0  # TPE's sampler (worker w draws from seed + w); the trials' models: 0
+    seed: NonNegInt = 0  # TPE's sampler: replicate r, worker w draw from seed + 100 r + w
+    replicates: PosInt = 5  # studies per method and loss, each followed by its own tuned arms
+    seeds: list[NonNegInt] = [100, 101, 102]  # every trial trains these (one stack): its value
     lr: list[Annotated[float, Field(gt=0)]] = [1e-4, 1e-2]  # searched on a log scale
     epochs: list[PosInt] = [5, 20]  # per trained module
 
@@ -233,6 +252,8 @@ class Tune(_Section):
             low_high = getattr(self, key)
             if len(low_high) != 2 or low_high[0] > low_high[1]:
                 raise ValueError(f"tune.{key}={low_high}: needs [low, high] with low <= high")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"tune.seeds={self.seeds}: one or more distinct seeds")
         return self
 
 
@@ -275,6 +296,22 @@ class Params(_Section):
             )
         if not self.render.epochs:
             raise ValueError("render.epochs: needs at least one epoch")
+        return self
+
+    @model_validator(mode="after")
+    def _studies(self) -> Params:
+        """A study starts at the defaults, so they lie in its ranges; its trials train seeds no
+        test model trains."""
+        t, c = self.tune, self.compare
+        if not t.epochs[0] <= c.epochs <= t.epochs[1]:
+            raise ValueError(
+                f"tune.epochs={t.epochs}: must contain the default compare.epochs={c.epochs}"
+            )
+        if shared := sorted(set(t.seeds) & set(c.test_seeds)):
+            raise ValueError(
+                f"tune.seeds={t.seeds}: seed {shared[0]} also trains a test model "
+                f"(compare.seeds={c.seeds}, with calibration: 0..{c.test_seeds[-1]})"
+            )
         return self
 
 

@@ -1,4 +1,5 @@
-"""Label budgets: nested subsets of the training queries, every pair of a kept query kept."""
+"""Label budgets: nested subsets of the training and held-out queries, every pair of a kept
+query kept, the model selection reading only the kept held-out queries."""
 
 import torch
 
@@ -16,9 +17,9 @@ def toy_data() -> TrainData:
         pairs=pairs,
         keys=pairs[:, 0] * 60 + pairs[:, 1],
         key_scores=torch.ones(len(pairs)),
-        heldout=torch.tensor([20, 21]),
-        heldout_ids=["q20", "q21"],
-        heldout_qrels={},
+        heldout=torch.tensor([20, 21, 22, 23]),
+        heldout_ids=["q20", "q21", "q22", "q23"],
+        heldout_qrels={f"q{i}": {f"d{i}": 1} for i in range(20, 24)},
         corpus_ids=[f"d{i}" for i in range(60)],
     )
 
@@ -35,7 +36,12 @@ def test_smaller_budgets_nest_in_larger_ones_and_keep_every_pair_of_their_querie
     for sub in (small, half):
         kept = torch.isin(data.pairs[:, 0], torch.tensor(sorted(queries(sub))))
         assert torch.equal(sub.pairs, data.pairs[kept])  # all their pairs, in order
-        assert torch.equal(sub.heldout, data.heldout) and sub.c is data.c
+        assert sub.c is data.c
+    # the held-out queries are budgeted too, nested, with their ids and qrels
+    assert len(small.heldout) == 1 and len(half.heldout) == 2
+    assert set(small.heldout.tolist()) < set(half.heldout.tolist())
+    assert small.heldout_ids == [f"q{i}" for i in small.heldout.tolist()]
+    assert set(small.heldout_qrels) == set(small.heldout_ids)
 
 
 def test_the_subset_is_drawn_from_the_seed():

@@ -7,11 +7,14 @@ import time
 
 import pytest
 
+from smec.errors import SmecError
 from smec.model.methods.base import Knob, Method
-from smec.params import Methods, Tune
+from smec.params import Methods, Params, Tune
 from smec.training import tuning
 
 TUNE = Tune(trials=40, startup=8, seed=0, lr=[1e-4, 1e-1], epochs=[2, 30])
+N_ITEMS = 1000
+FIRST = {"lr": 1e-3, "epochs": 20, "init": "random", "xbm_weight": 1.0, "xbm_k": 10}
 
 
 class Planted(Method):
@@ -21,7 +24,7 @@ class Planted(Method):
 
 def planted(trial) -> float:
     """Best at lr = 10^-2.5, xbm_weight = 10^0.5, 12 epochs, the identity start."""
-    s = tuning.suggest(trial, Planted(), TUNE, Methods())
+    s = tuning.suggest(trial, Planted(), TUNE, Methods(), N_ITEMS)
     return (
         -((math.log10(s.lr) + 2.5) ** 2)
         - (math.log10(s.methods.xbm_weight) - 0.5) ** 2
@@ -32,7 +35,7 @@ def planted(trial) -> float:
 
 def study_at(tmp_path, name="s", tune=TUNE, worker=0):
     url = tuning.storage_url(tmp_path / "study.db")
-    return tuning.open_study(url, name, tune, worker), url
+    return tuning.open_study(url, name, tuning.sampler_seed(tune, 0, worker), tune, FIRST), url
 
 
 def test_the_study_finds_a_planted_optimum_that_random_draws_miss(tmp_path):
@@ -125,6 +128,44 @@ def test_the_trials_table_carries_each_trial_and_the_best_so_far(tmp_path):
     study, url = study_at(tmp_path)
     tuning.work(study, 6, url, planted)
     table = tuning.trials_table(study, Planted())
-    assert list(table.columns[:5]) == ["method", "trial", "state", "value", "best_so_far"]
+    head = ["method", "trial", "state", "value", "value_sd", "best_so_far"]
+    assert list(table.columns[:6]) == head
     assert list(table.best_so_far) == list(table.value.cummax())
-    assert set(table.columns[5:]) == {"lr", "epochs", "init", "xbm_weight", "xbm_k"}
+    assert set(table.columns[6:]) == {"lr", "epochs", "init", "xbm_weight", "xbm_k"}
+
+
+def test_every_study_starts_at_the_default_settings_once_however_many_open_it(tmp_path):
+    study, url = study_at(tmp_path)
+    again, _ = study_at(tmp_path, worker=1)  # a second worker joins: nothing queued twice
+    tuning.work(again, 3, url, planted)
+    assert study.trials[0].params == FIRST
+    assert [t.params == FIRST for t in study.trials] == [True, False, False]
+    _, summary = tuning.best_settings(study, Planted(), Methods())
+    assert summary["default_value"] == study.trials[0].value
+
+
+class Sized(Method):
+    name = "sized"
+    knobs = (Knob("xbm_capacity", 256, 8192, integer=True, per_item=True),)
+
+
+def test_a_per_item_knob_is_searched_only_up_to_the_items_there_are(tmp_path):
+    url = tuning.storage_url(tmp_path / "study.db")
+    first = tuning.default_values(Params(), Sized(), 600)
+    assert first["xbm_capacity"] == 600  # the default 4,096 trains as the whole memory
+    study = tuning.open_study(url, "s", 0, TUNE, first)
+
+    def capacity(trial):
+        return tuning.suggest(trial, Sized(), TUNE, Methods(), 600).methods.xbm_capacity
+
+    tuning.work(study, 20, url, capacity)
+    assert min(study.trials, key=lambda t: t.value).value >= 256
+    assert max(t.value for t in study.trials) <= 600
+
+
+def test_a_default_outside_its_search_range_is_a_one_line_error():
+    p = Params(methods=Methods(xbm_weight=50.0))
+    with pytest.raises(SmecError, match=r"methods.xbm_weight=50.0: outside planted's search range"):
+        tuning.default_values(p, Planted(), N_ITEMS)
+    with pytest.raises(SmecError, match=r"tune.lr=\[0.01, 0.1\]: must contain the default train"):
+        tuning.default_values(Params(tune={"lr": [0.01, 0.1]}), Planted(), N_ITEMS)

@@ -12,6 +12,11 @@ alone (`embed`) has both. A stage whose numbers depend on its thread count is ma
 stage wrote the same outputs on one thread as on two (docs/benchmarks.md). Each stage's output
 goes to `.dvc/tmp/repro/<stage>.log`.
 
+A stage marked `meta: {committed: "<how to re-run it, and how long it took>"}` (the studies)
+has its outputs in git: where `dvc status` finds it stale (another CPU's embeddings differ in
+their last bits, say), it is not run unasked; one line says so and how to re-run it, and the
+stages after it read the committed outputs.
+
 A stage that fails stops new starts; the running ones finish, and the driver exits 1 naming the
 stage and its log (DVC keeps every stage that finished recorded in dvc.lock, so running again
 resumes). Each `dvc repro` process is one pipeline execution to MLflow
@@ -47,6 +52,7 @@ class Plan:
     order: list[str]
     upstream: dict[str, set[str]]
     alone: frozenset[str] = frozenset()
+    committed: dict[str, str] = field(default_factory=dict)  # stage -> how to re-run it
 
     def ready(self, done: set[str], started: set[str]) -> list[str]:
         return [s for s in self.order if s not in started and self.upstream[s] <= done]
@@ -61,7 +67,24 @@ def plan(root: Path) -> Plan:
         order = [s.name for s in repo.index.stages]  # `train@mrl`; addressing is cwd-relative
         upstream = {s.name: {d.name for d in graph.successors(s)} for s in graph}
         alone = frozenset(s.name for s in repo.index.stages if (s.meta or {}).get("alone"))
-    return Plan(order, upstream, alone)
+        committed = {
+            s.name: s.meta["committed"] for s in repo.index.stages if "committed" in (s.meta or {})
+        }
+    return Plan(order, upstream, alone, committed)
+
+
+def stale(stage: str, root: Path) -> str | None:
+    """What changed for `stage` by `dvc status` (None when it is up to date)."""
+    import json
+
+    dvc = Path(sys.executable).with_name("dvc")
+    cmd = [str(dvc), "--wait-for-lock", "status", "--json", stage]
+    out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True).stdout
+    changes = json.loads(out or "{}").get(stage)
+    if not changes:
+        return None
+    changed = [k for c in changes if isinstance(c, dict) for k in c.get("changed deps", {})]
+    return ", ".join(changed[:2]) or "changed"
 
 
 @dataclass
@@ -106,6 +129,7 @@ class Scheduler:
     plan: Plan
     root: Path
     jobs: int
+    rerun: bool = False  # run a stale committed stage too (`--rerun-committed`)
     lanes: list[Lane] = field(default_factory=list)
     running: list[Lane] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
@@ -119,6 +143,11 @@ class Scheduler:
                 ready = self.plan.ready(self.done, started)
                 if (stage := self.pick(ready)) is None:
                     break
+                committed = stage in self.plan.committed and not self.rerun
+                if committed and (why := stale(stage, self.root)):
+                    self.keep(stage, why)
+                    started.add(stage)
+                    continue
                 beside = [s for s in ready if s not in self.plan.alone]  # could run with it
                 threads = self.threads(1 if stage in self.plan.alone else len(beside))
                 self.lanes.append(start(stage, self.root, threads))
@@ -144,6 +173,14 @@ class Scheduler:
         beside = min(self.jobs, len(self.running) + ready)
         return max(1, (os.cpu_count() or 1) // beside)
 
+    def keep(self, stage: str, why: str) -> None:
+        """A stale stage whose outputs are committed: not run, its outputs read as they are."""
+        self.done.add(stage)
+        print(
+            f"[{len(self.done)}/{len(self.plan.order)}] {stage}: stale here ({why}); "
+            f"its committed outputs are used, not re-run: {self.plan.committed[stage]}"
+        )
+
     def finished(self, lane: Lane) -> None:
         self.running.remove(lane)
         took = time.monotonic() - lane.start
@@ -156,10 +193,10 @@ class Scheduler:
         print(f"[{len(self.done)}/{len(self.plan.order)}] {lane.stage} ({took:.0f} s)")
 
 
-def schedule(root: Path, jobs: int) -> tuple[list[Lane], Lane | None]:
-    """Run every stage of `root`'s pipeline, `jobs` at a time: every lane started, and the
-    first that failed (None if none did)."""
-    scheduler = Scheduler(plan(root), root, jobs)
+def schedule(root: Path, jobs: int, rerun: bool = False) -> tuple[list[Lane], Lane | None]:
+    """Run every stage of `root`'s pipeline, `jobs` at a time (with `rerun`, a stale committed
+    stage too): every lane started, and the first that failed (None if none did)."""
+    scheduler = Scheduler(plan(root), root, jobs, rerun)
     try:
         scheduler.run()
     except KeyboardInterrupt:  # the terminal stopped the dvc processes too: let them finish
@@ -213,10 +250,10 @@ def regroup(experiment: str, executions: list[str], failed: bool) -> str | None:
     return keep.info.run_id
 
 
-def run(root: Path, jobs: int) -> int:
+def run(root: Path, jobs: int, rerun: bool = False) -> int:
     """Run every stage of `root`'s pipeline, `jobs` at a time, then regroup its MLflow runs;
     0, or 1 once a stage failed."""
-    lanes, failed = schedule(root, jobs)
+    lanes, failed = schedule(root, jobs, rerun)
     experiment = params.load(root / "params.yaml").tracking.experiment
     regroup(experiment, [lane.execution for lane in lanes if lane.execution], failed is not None)
     if failed is not None:
@@ -233,13 +270,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--jobs", type=int, default=2, help="stages at a time (default: %(default)s)")
     ap.add_argument("--root", type=Path, default=Path.cwd(), help="repository (default: here)")
+    ap.add_argument(
+        "--rerun-committed",
+        action="store_true",
+        help="run stale stages whose outputs are committed (the studies) instead of using them",
+    )
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: must be at least 1")
     if not (args.root / "dvc.yaml").is_file():
         ap.error(f"{args.root / 'dvc.yaml'}: no such file (run from the repository root)")
     try:
-        code = run(args.root.resolve(), args.jobs)
+        code = run(args.root.resolve(), args.jobs, args.rerun_committed)
     except KeyboardInterrupt:
         print("stopped; running it again resumes (finished stages are recorded)", file=sys.stderr)
         code = 130

@@ -322,26 +322,40 @@ def label_scarcity(table: pd.DataFrame, shares: dict[str, float], dim: int, capt
 
 
 def tuning(trials: pd.DataFrame, caption: str):
-    """Each method's studies against the trial number: every completed trial's held-out
-    nDCG@10 (faint markers) and the best so far (a step line), one colour per method, one line
-    style per loss (the first study's loss solid)."""
-    fig, ax = plt.subplots(figsize=(9, 5.6))
+    """Each method's studies, a panel per method: against the trial number, the best held-out
+    nDCG@10 so far of every study replicate (a step line each, one line style per loss), every
+    completed trial (faint markers), and the default settings' value (trial 0, dotted): whether
+    the studies beat the defaults, and how far their replicates agree."""
+    shown = [m for m in REGISTRY.values() if m.name in set(trials.method)]
+    cols = min(4, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.0 * rows + 0.8), squeeze=False)
+    trials = trials if "replicate" in trials else trials.assign(replicate=0)
     losses = list(dict.fromkeys(trials["loss"]))
-    for method in [m for m in REGISTRY.values() if m.name in set(trials.method)]:
-        for k, loss in enumerate(losses):
-            t = trials[(trials.method == method.name) & (trials["loss"] == loss)]
+    for ax, method in zip(axes.flat, shown, strict=False):
+        mine = trials[trials.method == method.name]
+        for (loss, _), t in mine.groupby(["loss", "replicate"], sort=False):
             t = t.sort_values("trial")
             done = t[t.state == "COMPLETE"]
+            line = ("-", "--", ":")[losses.index(loss) % 3]
             style = {"color": method.style.colour}
-            ax.plot(done.trial, done.value, method.style.marker, alpha=0.3, ms=5, **style)
-            label = f"{method.label}, {loss} (best {done.value.max():.3f}, {len(done)} trials)"
-            line = ("-", "--", ":")[k % 3]
-            ax.step(t.trial, t.best_so_far, line, where="post", lw=2, label=label, **style)
-    ax.set_xlabel("trial")
-    ax.set_ylabel("held-out nDCG@10 (training queries, mean over widths)")
-    ax.set_title("Equal tuning budgets: each method's studies (TPE), best value so far")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=len(losses))
+            ax.plot(done.trial, done.value, method.style.marker, alpha=0.15, ms=3, **style)
+            ax.step(t.trial, t.best_so_far, line, where="post", lw=1.4, alpha=0.8, **style)
+        first = mine[(mine.trial == 0) & (mine["loss"] == losses[0])].value
+        if len(first):
+            ax.axhline(first.iloc[0], color="0.3", ls=":", lw=1, label="defaults (trial 0)")
+        n = mine.groupby(["loss", "replicate"]).ngroups
+        ax.set_title(f"{method.label} ({n} studies)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    fig.supxlabel("trial")
+    fig.supylabel("held-out nDCG@10 (training queries, mean over widths and seeds)", fontsize=9)
+    fig.suptitle(
+        f"Equal tuning budgets: each study replicate's best value so far ({', '.join(losses)})"
+    )
     return _captioned(fig, caption)
 
 

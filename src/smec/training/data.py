@@ -32,6 +32,11 @@ class TrainData:
         pos = torch.searchsorted(self.keys, key).clamp(max=len(self.keys) - 1)
         return torch.where(self.keys[pos] == key, self.key_scores[pos], 0.0)
 
+    @property
+    def n_items(self) -> int:
+        """The training items: the distinct queries and documents of the training pairs."""
+        return len(torch.unique(self.pairs[:, 0])) + len(torch.unique(self.pairs[:, 1]))
+
     @functools.cached_property
     def heldout_set(self) -> retrieval.TestSet:
         """The held-out queries as a test set, built once per training data (model selection

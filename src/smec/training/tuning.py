@@ -1,11 +1,16 @@
-"""Equal tuning budgets: one Optuna study per method, its trials shared by any number of workers.
+"""Equal tuning budgets: Optuna studies per method, their trials shared by any number of workers.
 
 A trial's settings (:class:`Settings`) are the knobs every method shares, the learning rate
 (log-uniform over `tune.lr`), the epochs per trained module (over `tune.epochs`) and the start
-(`identity` or `random`), and the method's own (its `Method.knobs`, `methods.<name>` params).
-The sampler is Optuna's TPE, seeded, so one worker draws the same trials from the same params;
-worker w draws from `tune.seed + w`, with the constant liar, so workers do not all try the
-same point while the others' trials run.
+(`identity` or `random`), and the method's own (its `Method.knobs`, `methods.<name>` params; a
+count of training items ends at the items there are). The first trial of every study is the
+default settings (:func:`default_values`), so a study can only keep or beat them by its own
+objective. A trial trains every seed of `tune.seeds` as one stack and scores the mean over them
+(:func:`heldout_value`): none of them trains a test model.
+
+The sampler is Optuna's multivariate TPE, seeded, so one worker draws the same trials from the
+same params; replicate r's worker w draws from `tune.seed + 100 r + w` (:func:`sampler_seed`),
+with the constant liar, so workers do not all try the same point while the others' trials run.
 
 The budget is exact however many workers share a study (in several processes or on several
 machines): a worker asks for a trial only while it holds the storage's lock (PostgreSQL's
@@ -21,6 +26,7 @@ import fcntl
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +35,15 @@ import pandas as pd
 import torch
 
 from smec import params
+from smec.errors import SmecError
 from smec.model.methods.base import Knob, Method
 from smec.params import Methods, Tune
-from smec.training.data import TrainData
+from smec.training.data import TrainData, steps_per_epoch
 
 STORAGE_ENV = "SMEC_TUNE_STORAGE"  # the team's storage URL (PostgreSQL), else a sqlite file
 INITS = ("identity", "random")
 COUNTED = ("COMPLETE", "RUNNING", "WAITING")  # what uses up the budget
+PER_SEED = "per_seed"  # a trial's user attribute: held-out nDCG@10 of each of its seeds
 
 
 @dataclass(frozen=True)
@@ -97,21 +105,61 @@ def heldout_value(method: Method, modules: list, dims: list[int], data: TrainDat
     return [sum(v) / len(v) for v in zip(*per_width, strict=True)]
 
 
-def _suggest_knob(trial, knob: Knob) -> float | int:
+def _suggest_knob(trial, knob: Knob, n_items: int) -> float | int:
+    low, high = knob.bounds(n_items)
     if knob.integer:
-        return trial.suggest_int(knob.name, int(knob.low), int(knob.high), log=knob.log)
-    return trial.suggest_float(knob.name, knob.low, knob.high, log=knob.log)
+        return trial.suggest_int(knob.name, int(low), int(high), log=knob.log)
+    return trial.suggest_float(knob.name, low, high, log=knob.log)
 
 
-def suggest(trial, method: Method, tune: Tune, base: Methods) -> Settings:
-    """A trial's settings, drawn by the study's sampler from the shared space and the method's."""
+def suggest(trial, method: Method, tune: Tune, base: Methods, n_items: int) -> Settings:
+    """A trial's settings, drawn by the study's sampler from the shared space and the method's
+    (`n_items`: the training items, where a per-item knob's range ends)."""
     values = {
         "lr": trial.suggest_float("lr", *tune.lr, log=True),
         "epochs": trial.suggest_int("epochs", *tune.epochs),
         "init": trial.suggest_categorical("init", INITS),
     }
-    values |= {k.name: _suggest_knob(trial, k) for k in method.knobs}
+    values |= {k.name: _suggest_knob(trial, k, n_items) for k in method.knobs}
     return Settings.of(values, base)
+
+
+def default_values(p: params.Params, method: Method, n_items: int) -> dict:
+    """The default settings as a trial's values (the headline start, `train.lr`,
+    `compare.epochs`, `methods`): every study's first trial. A per-item knob's default beyond
+    the items there are is the whole range's end, which trains the same; any other default
+    outside its knob's range is an error."""
+    values = {"lr": p.train.lr, "epochs": p.compare.epochs, "init": p.compare.inits[0]}
+    if not p.tune.lr[0] <= p.train.lr <= p.tune.lr[1]:
+        raise SmecError(
+            f"tune.lr={p.tune.lr}: must contain the default train.lr={p.train.lr}; "
+            "a study starts at the defaults"
+        )
+    for knob in method.knobs:
+        low, high = knob.bounds(n_items)
+        value = getattr(p.methods, knob.name)
+        if knob.per_item:
+            value = min(value, high)
+        if not low <= value <= high:
+            raise SmecError(
+                f"methods.{knob.name}={value}: outside {method.name}'s search range "
+                f"[{low:g}, {high:g}]; a study starts at the defaults"
+            )
+        values[knob.name] = value
+    return values
+
+
+def sampler_seed(tune: Tune, replicate: int, worker: int) -> int:
+    """The TPE seed of one worker of one study replicate."""
+    return tune.seed + 100 * replicate + worker
+
+
+def gradient_steps(method: Method, p: params.Params, data: TrainData, epochs: int) -> int:
+    """The optimiser steps one trial takes at `epochs` per module: modules × epochs × steps per
+    epoch × the trial's seeds."""
+    plan = method.plan(params.Train(method_dims=p.compare.dims), data.q.shape[1])
+    per_epoch = steps_per_epoch(len(data.pairs), p.train.batch_size)
+    return len(plan) * epochs * per_epoch * len(p.tune.seeds)
 
 
 def storage_url(default: Path) -> str:
@@ -122,19 +170,23 @@ def storage_url(default: Path) -> str:
     return f"sqlite:///{default.resolve()}"
 
 
-def open_study(url: str, name: str, tune: Tune, worker: int = 0):
+def open_study(url: str, name: str, seed: int, tune: Tune, first: dict):
     """The study `name` in `url`, created (with the storage's tables) by whichever worker comes
-    first."""
+    first, which queues `first` (the default settings) as its first trial."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     sampler = optuna.samplers.TPESampler(
-        seed=tune.seed + worker, n_startup_trials=tune.startup, constant_liar=True
+        seed=seed, n_startup_trials=tune.startup, multivariate=True, constant_liar=True
     )
     with budget_lock(url, name):  # two workers creating the storage's tables at once collide
-        return optuna.create_study(
+        study = optuna.create_study(
             storage=url, study_name=name, sampler=sampler, direction="maximize", load_if_exists=True
         )
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial(first)
+    return study
 
 
 @contextlib.contextmanager
@@ -219,6 +271,7 @@ def trials_table(study, method: Method) -> pd.DataFrame:
                 "trial": t.number,
                 "state": t.state.name,
                 "value": value,
+                "value_sd": seed_sd(t.user_attrs.get(PER_SEED, [])),
                 "best_so_far": best if best > float("-inf") else float("nan"),
                 **{k: t.params.get(k) for k in knobs},
             }
@@ -226,11 +279,25 @@ def trials_table(study, method: Method) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seed_sd(values: list[float]) -> float:
+    """The SD over a trial's seeds of their held-out nDCG@10 (nan for fewer than two)."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    mean = sum(values) / n
+    return (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+
+
 def best_settings(study, method: Method, base: Methods) -> tuple[Settings, dict]:
-    """The best completed trial's settings, and a summary of the study (for `best.json`)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    """The best completed trial's settings, and a summary of the study (for `best.json`): its
+    best trial, and the first trial's (the defaults') value and SD over its seeds."""
+    trials = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"),
+        key=lambda t: t.number,
+    )
     top = max(trials, key=lambda t: (t.value, -t.number))
     settings = Settings.of(top.params, base)
+    first = trials[0]
     summary = {
         "method": method.name,
         "study": study.study_name,
@@ -238,5 +305,10 @@ def best_settings(study, method: Method, base: Methods) -> tuple[Settings, dict]
         "best_trial": top.number,
         "value": top.value,
         "settings": settings.as_dict(method),
+        "default_value": first.value if first.number == 0 else None,
+        "default_seed_sd": sd
+        if (sd := seed_sd(first.user_attrs.get(PER_SEED, []))) == sd
+        else None,
+        "epochs_trained": sum(t.params["epochs"] for t in trials),
     }
     return settings, summary

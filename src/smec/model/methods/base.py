@@ -41,6 +41,14 @@ class Knob:
     high: float
     log: bool = True
     integer: bool = False
+    per_item: bool = False  # a count of training items: its range ends at the items there are
+
+    def bounds(self, n_items: int) -> tuple[float, float]:
+        """[low, high], a per-item knob's cut at `n_items` (beyond it a value changes nothing)."""
+        if not self.per_item:
+            return self.low, self.high
+        high = min(self.high, n_items)
+        return min(self.low, high), high
 
 
 @dataclass(frozen=True)

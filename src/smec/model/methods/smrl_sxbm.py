@@ -36,7 +36,7 @@ class NestedSXBMObjective(NestedObjective):
 XBM_KNOBS = (
     Knob("xbm_weight", 0.1, 10.0),
     Knob("xbm_k", 2, 32, integer=True),
-    Knob("xbm_capacity", 512, 8192, integer=True),
+    Knob("xbm_capacity", 256, 8192, integer=True, per_item=True),
 )
 
 
