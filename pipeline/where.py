@@ -64,6 +64,8 @@ def run(argv: list[str] | None = None) -> None:
     print("\n" + claims.arms_summary(report))
     table = artifacts.read_csv(root / next(o for o in outs if Path(o).name == "comparison.csv"))
     print("\n" + comparison.summary(table))
+    verdicts = artifacts.read_csv(root / next(o for o in outs if Path(o).name == "verdicts.csv"))
+    print("\n" + comparison.verdict_lines(verdicts, comparison.HEADLINE, comparison.RIVAL))
     shown = [o for o in outs if o.startswith(("reports", "figures"))]
     print("\nresults:   " + "  ".join(shown))
     uri = tracking.tracking_uri()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from smec import params
 from smec.infra import atomic, cli
 from smec.model import methods
 from smec.report import pages
@@ -166,11 +167,17 @@ def comparison(init: str) -> str:
     return "\n".join(lines)
 
 
+def outcome(r) -> str:
+    """A contrast's replicates: how many find a better, b better, no difference."""
+    return f"{r.a_better}/{r.b_better}/{r.no_difference}"
+
+
 def smec_pairs(init: str) -> str:
-    """SMEC − every other method, and every learned method − the best baseline: the difference,
-    its two-level bootstrap interval, the sign-flip and bootstrap p-values, and Holm's."""
+    """SMEC − every other learned method, and every learned method − the best baseline: the
+    pooled difference, its interval (seeds, queries and, where there are, study replicates),
+    the Holm p-value over the one family, and the replicates' outcomes (a / b / none)."""
     t = pd.read_csv(REPORTS / "comparison_pairs.csv")
-    t = t[(t["init"] == init) & (t.kind != "vs mrl")]
+    t = t[(t["init"] == init) & (t.kind != "label growth")]
     dims = sorted(t.dim.unique(), reverse=True)
     lines = [head(["difference", *(f"d = {d}" for d in dims)])]
     for (kind, a, b), g in t.groupby(["kind", "a", "b"], sort=False):
@@ -183,10 +190,53 @@ def smec_pairs(init: str) -> str:
                 continue
             r = by_dim.loc[d]
             extra = f"; {r.b}" if kind != "smec vs" else ""
-            boot = f"[{r.boot_low:+.3f}, {r.boot_high:+.3f}]"
-            tests = f"p {p_value(r.p)} / {p_value(r.p_boot)}, Holm {p_value(r.p_holm)}"
-            cells.append(f"{r.delta:+.3f} {boot} ({tests}{extra})")
+            reps = f"; replicates {outcome(r)}" if r.replicates > 1 else ""
+            pooled = f"{r.delta:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
+            cells.append(f"{pooled} (Holm {p_value(r.p_holm)}{reps}{extra})")
         lines.append(row(cells))
+    return "\n".join(lines)
+
+
+def verdicts() -> str:
+    """Every stated contrast of SMEC with Matryoshka-Adaptor and MRL, and the label growth:
+    the verdict, the pooled difference and interval, Holm's p-value, and the replicates'
+    outcomes and spread."""
+    t = pd.read_csv(REPORTS / "verdicts.csv")
+    keep = (t.a == "smec") & t.b.isin(["mrl_adaptor", "mrl"]) | (t.kind == "label growth")
+    lines = [
+        head(["arm", "contrast", "d", "verdict", "pooled [95%]", "Holm p", "a/b/none", "spread"])
+    ]
+    for r in t[keep].itertuples():
+        name = f"SMEC − {LABELS[r.b]}" + (" growth" if r.kind == "label growth" else "")
+        spread = f"{r.delta_min:+.3f} … {r.delta_max:+.3f}" if r.replicates > 1 else ""
+        cells = [
+            r.init,
+            name,
+            str(r.dim),
+            r.verdict,
+            f"{r.delta:+.3f} [{r.low:+.3f}, {r.high:+.3f}]",
+        ]
+        lines.append(row([*cells, p_value(r.p_holm), outcome(r), spread]))
+    return "\n".join(lines)
+
+
+def calibration() -> str:
+    """The A/A check: per test, the share of splits of one method's seeds (or replicates) that
+    reject at α = 0.05, over methods and widths."""
+    t = pd.read_csv(REPORTS / "calibration.csv")
+    lines = [head(["test", "splits", "rejected (mean over methods × widths)", "max", "MC error"])]
+    for test, g in t.groupby("test", sort=False):
+        lines.append(
+            row(
+                [
+                    test,
+                    f"{g.splits.sum():,}",
+                    f"{(g.rate * g.splits).sum() / g.splits.sum():.3f}",
+                    f"{g.rate.max():.3f}",
+                    f"{g.mc_se.iloc[0]:.3f} per cell",
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -205,24 +255,45 @@ def setting(value) -> str:
 
 
 def studies() -> str:
-    """Each method's studies (`reports/tune/<m>/best.json`, one per loss): trials, best held-out
-    value and settings, and the test nDCG@10 of the loss's tuned arm beside its default-settings
-    arm at every width (the headline loss: `tuned` beside the headline start)."""
+    """Each method's study replicates (`reports/tune/<m>/best.json`): the default settings'
+    held-out value and its SD over seeds (one seed's, and the 3-seed mean's), the best held-out
+    values over the replicates, how many chose the random start, and the test nDCG@10 at the
+    default settings against the tuned arm's mean and its range over the replicates."""
     t = pd.read_csv(REPORTS / "comparison.csv").set_index(["init", "method", "dim"])
     headline = t.index.get_level_values("init")[0]
     dims = sorted(t.index.get_level_values("dim").unique(), reverse=True)
-    cols = ["method", "loss", "trials", "best held-out", "best settings"]
-    lines = [head(cols + [f"d = {d}: default → tuned" for d in dims])]
+    cols = [
+        "method",
+        "loss",
+        "studies × trials",
+        "defaults: value (SD 1 seed; mean)",
+        "best values",
+    ]
+    lines = [head(cols + ["random start"] + [f"d = {d}: default → tuned [range]" for d in dims])]
     for name in methods.LEARNED:
         best = json.loads((REPORTS / "tune" / name / "best.json").read_text())
-        per_loss = {best["loss"]: (headline, "tuned", best)}
-        per_loss |= {loss: (loss, f"{loss}_tuned", s) for loss, s in best.get("losses", {}).items()}
-        for loss, (default, tuned, study) in per_loss.items():
-            knobs = ", ".join(f"{k} {setting(v)}" for k, v in study["settings"].items())
-            cells = [LABELS[name], loss, str(study["trials"]), f"{study['value']:.3f}", knobs]
+        for loss in dict.fromkeys(s["loss"] for s in best["studies"]):
+            runs = [s for s in best["studies"] if s["loss"] == loss]
+            first, sd = runs[0]["default_value"], runs[0]["default_seed_sd"] or float("nan")
+            seeds = len(params.load().tune.seeds)  # a trial's value is their mean
+            values = [s["value"] for s in runs]
+            cells = [
+                LABELS[name],
+                loss,
+                f"{len(runs)} × {runs[0]['trials']}",
+                f"{first:.3f} ({sd:.4f}; {sd / seeds**0.5:.4f})",
+                f"{min(values):.3f} … {max(values):.3f}",
+                f"{sum(s['settings']['init'] == 'random' for s in runs)} of {len(runs)}",
+            ]
+            default, tuned = (
+                (headline, "tuned")
+                if loss == best["studies"][0]["loss"]
+                else (loss, f"{loss}_tuned")
+            )
             for d in dims:
                 a, b = t.loc[(default, name, d)], t.loc[(tuned, name, d)]
-                cells.append(f"{a.ndcg_at_10:.3f} → {b.ndcg_at_10:.3f}")
+                spread = f"[{b.replicate_min:.3f}, {b.replicate_max:.3f}]"
+                cells.append(f"{a.ndcg_at_10:.3f} → {b.ndcg_at_10:.3f} {spread}")
             lines.append(row(cells))
     return "\n".join(lines)
 
@@ -281,6 +352,8 @@ def sections() -> list[tuple[str, str]]:
         out.append((f"comparison, start {init} (comparison.csv)", comparison(init)))
         out.append((f"pairs, start {init} (comparison_pairs.csv)", smec_pairs(init)))
     return [
+        ("verdicts (verdicts.csv)", verdicts()),
+        ("calibration (calibration.csv)", calibration()),
         *out,
         ("studies (reports/tune/<method>/best.json, comparison.csv)", studies()),
         ("label budgets (comparison.csv)", scarcity()),

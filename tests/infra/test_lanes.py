@@ -159,3 +159,28 @@ def test_a_stage_marked_alone_runs_by_itself_and_neither_shares_the_cores(tmp_pa
     out = capsys.readouterr().out
     assert f"a: started ({os.cpu_count()} torch thread" in out
     assert f"b: started ({os.cpu_count()} torch thread" in out
+
+
+def test_a_stale_committed_stage_is_used_as_it_is_and_said_so_unless_asked_to_rerun(
+    tmp_path, capsys
+):
+    """`make repro` on another CPU: the studies (`meta: committed`) are stale against this
+    machine's inputs; they are not re-run unasked, one line says so and how to re-run them, and
+    the stages after them read their outputs. `make tune` (`--rerun-committed`) re-runs them."""
+    root = repo(tmp_path)
+    (root / "input.txt").write_text("this CPU's embeddings")
+    pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
+    pipeline["stages"]["b"] |= {"deps": ["input.txt"], "meta": {"committed": "`make tune`: 9 min"}}
+    (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline))
+    assert lanes.run(root, jobs=2) == 0
+    first = interval(root / "b.txt")
+    (root / "input.txt").write_text("another CPU's embeddings")
+    capsys.readouterr()
+    assert lanes.run(root, jobs=2) == 0
+    assert interval(root / "b.txt") == first  # not re-run
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("[") and " b: " in x)
+    assert "b: stale here (input.txt)" in line and line.endswith("`make tune`: 9 min")
+    assert "b: started" not in out
+    assert lanes.run(root, jobs=2, rerun=True) == 0
+    assert interval(root / "b.txt") != first

@@ -67,8 +67,10 @@ def plan(root: Path) -> Plan:
         order = [s.name for s in repo.index.stages]  # `train@mrl`; addressing is cwd-relative
         upstream = {s.name: {d.name for d in graph.successors(s)} for s in graph}
         alone = frozenset(s.name for s in repo.index.stages if (s.meta or {}).get("alone"))
-        committed = {
-            s.name: s.meta["committed"] for s in repo.index.stages if "committed" in (s.meta or {})
+        committed = {  # a stage never run has no outputs to use: it runs
+            s.name: s.meta["committed"]
+            for s in repo.index.stages
+            if "committed" in (s.meta or {}) and all((root / o.def_path).exists() for o in s.outs)
         }
     return Plan(order, upstream, alone, committed)
 
@@ -131,6 +133,7 @@ class Scheduler:
     jobs: int
     rerun: bool = False  # run a stale committed stage too (`--rerun-committed`)
     lanes: list[Lane] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)  # stale committed stages not run
     running: list[Lane] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     failed: Lane | None = None
@@ -138,7 +141,7 @@ class Scheduler:
     def run(self) -> None:
         print(f"{len(self.plan.order)} stages, up to {self.jobs} at a time")
         while True:
-            started = {lane.stage for lane in self.lanes}
+            started = {lane.stage for lane in self.lanes} | self.kept
             while self.failed is None and len(self.running) < self.jobs:
                 ready = self.plan.ready(self.done, started)
                 if (stage := self.pick(ready)) is None:
@@ -175,6 +178,7 @@ class Scheduler:
 
     def keep(self, stage: str, why: str) -> None:
         """A stale stage whose outputs are committed: not run, its outputs read as they are."""
+        self.kept.add(stage)
         self.done.add(stage)
         print(
             f"[{len(self.done)}/{len(self.plan.order)}] {stage}: stale here ({why}); "

@@ -398,3 +398,19 @@ def summary(t: pd.DataFrame) -> str:
         head = f"{r.init:8s} {r.method:15s} d={r.dim:<4d}"
         lines.append(f"{head} nDCG@10 {r.ndcg_at_10:.4f} {ci}{vs}")
     return "\n".join(lines)
+
+
+def verdict_lines(verdicts_table: pd.DataFrame, a: str, b: str) -> str:
+    """Plain text: the verdicts of a − b (and its label growth), one line per arm and width."""
+    rows = verdicts_table[(verdicts_table.a == a) & (verdicts_table.b == b)]
+    lines = [f"verdicts, {a} − {b} (4 of 5 study replicates must agree; reports/verdicts.csv):"]
+    for r in rows.itertuples():
+        kind = " growth" if r.kind == "label growth" else ""
+        reps = (
+            f", replicates {r.a_better}/{r.b_better}/{r.no_difference}" if r.replicates > 1 else ""
+        )
+        lines.append(
+            f"{r.init:10s}{kind:7s} d={r.dim:<4d} {r.verdict:14s} {r.delta:+.4f} "
+            f"[{r.low:+.4f}, {r.high:+.4f}] Holm p {r.p_holm:.3g}{reps}"
+        )
+    return "\n".join(lines)

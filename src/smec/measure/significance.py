@@ -1,10 +1,10 @@
 """Differences that carry training variance, and a correction for testing many of them.
 
-The sign-flip test of :mod:`smec.measure.comparison` averages each query over seeds first, so
-it treats the trained models as fixed. The two-level bootstrap here resamples both sources of
-variation: for each draw, each method's seeds with replacement (its own seeds: the trainings of
-two methods are independent), then the test queries with replacement (the same queries for both
-methods: the difference stays paired over queries),
+A paired test over queries alone (each query averaged over seeds first) treats the trained
+models as fixed. The two-level bootstrap here resamples both sources of variation: for each
+draw, each method's seeds with replacement (its own seeds: the trainings of two methods are
+independent), then the test queries with replacement (the same queries for both methods: the
+difference stays paired over queries),
 
     δ* = (1/Q) Σ_q c_q · ( (1/S_a) Σ_s w_s^a A[s, q] − (1/S_b) Σ_s w_s^b B[s, q] ),
 
