@@ -77,7 +77,7 @@ ci-repro: $(STAMP)
 
 bench: $(STAMP)  # stops at the first benchmark that fails
 	set -e; for b in bench/encode.py bench/encode_paths.py bench/train_step.py bench/evaluate.py \
-	  bench/smec_step.py bench/sweep.py bench/heldout.py bench/stack_split.py bench/tune_workers.py \
+	  bench/smec_step.py bench/sweep.py bench/heldout.py bench/stack_split.py \
 	  bench/stage_split.py; \
 	  do \
 	  $(BIN)/python $$b; done

@@ -97,6 +97,8 @@ def studied(p: params.Params, tuned: Path, method: Method) -> dict[tuple, tuning
     if best.get("method") != method.name:
         raise SmecError(f"{tuned}: the study of {best.get('method')!r}, not {method.name!r}")
     studies = {(s["loss"], s["replicate"]): s for s in best.get("studies", [])}
+    if not studies:  # a method not studied (dvc.yaml's tune foreach): the default arms only
+        return {}
     wanted = [(loss, r) for loss in p.compare.studied_losses for r in range(p.tune.replicates)]
     for loss, r in wanted:
         if (loss, r) not in studies:
@@ -111,24 +113,27 @@ def arms(p: params.Params, tuned: Path, method: Method) -> list[Arm]:
     """The comparison's arms of one method (`compare.arms`, in order): each start at the default
     settings; with `compare.tuned`, the best settings of each study replicate (`--tuned`); each
     other loss at the headline start's default settings, then at its own studies' best; each
-    label budget at each replicate's tuned settings (else the headline's); then the headline
-    arm on the next `compare.seeds` seeds (`aa`, with `compare.calibration`)."""
+    label budget at each replicate's tuned settings (at the headline's without
+    `compare.tuned`); then the headline arm on the next `compare.seeds` seeds (`aa`, with
+    `compare.calibration`). A method without studies (a best.json whose `studies` is empty:
+    dvc.yaml's tune foreach does not list it) has the arms at the default settings only."""
     c = p.compare
     seeds = tuple(range(c.seeds))
     headline = tuning.defaults(p, c.inits[0])
     out = [Arm(init, 0, tuning.defaults(p, init), c.loss, seeds=seeds) for init in c.inits]
     best = studied(p, tuned, method) if c.tuned else {}
-    reps = range(p.tune.replicates) if c.tuned else range(1)
-    base = {r: best.get((c.loss, r), headline) for r in reps}
-    out += [Arm("tuned", r, base[r], c.loss, seeds=seeds) for r in reps if c.tuned]
+    reps = range(p.tune.replicates) if best else range(0)
+    out += [Arm("tuned", r, best[c.loss, r], c.loss, seeds=seeds) for r in reps]
     out += [Arm(loss, 0, headline, loss, seeds=seeds) for loss in c.losses]
-    for loss in c.tuned_losses if c.tuned else []:
+    for loss in c.tuned_losses if best else []:
         out += [Arm(f"{loss}_tuned", r, best[loss, r], loss, seeds=seeds) for r in reps]
-    for f in c.label_fractions:
-        out += [Arm(params.label_arm(f), r, base[r], c.loss, f, seeds) for r in reps]
+    for f in c.label_fractions if best or not c.tuned else []:
+        base = [(r, best[c.loss, r]) for r in reps] if best else [(0, headline)]
+        out += [Arm(params.label_arm(f), r, s, c.loss, f, seeds) for r, s in base]
     if c.calibration:
         out.append(Arm("aa", 0, headline, c.loss, seeds=tuple(c.test_seeds[c.seeds :])))
-    assert list(dict.fromkeys(a.label for a in out)) == c.arms
+    labels = list(dict.fromkeys(a.label for a in out))
+    assert labels == [arm for arm in c.arms if arm in labels]  # compare.arms' order
     return out
 
 

@@ -58,6 +58,10 @@ def make_repo(repo: Path, data: Path) -> Path:
     for item in ("dvc.yaml", "params.yaml", "pipeline", "src", ".gitignore", ".dvcignore"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / item)
+    for best in ROOT.glob("reports/tune/*/best.json"):  # the methods without studies: committed
+        if not json.loads(best.read_text())["studies"]:
+            (repo / best.parent.relative_to(ROOT)).mkdir(parents=True)
+            shutil.copy(best, repo / best.relative_to(ROOT))
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["data"]["path"] = str(data)
     p["encoder"]["max_seq_length"] = 32

@@ -3,6 +3,7 @@ the real encoder and a real MLflow store: outputs, the MLflow layout, traceabili
 figures and runs, one-line errors, the figure's structure."""
 
 import json
+import shutil
 import sys
 
 import matplotlib.pyplot as plt
@@ -19,12 +20,22 @@ from smec.model import methods
 from smec.report import figures
 from smec.training.checkpoint import Checkpoint
 
-from .conftest import ROOT, run_stage, stage_script, store_at, write_beir, write_params
+from .conftest import (
+    ROOT,
+    dvc_commands,
+    run_stage,
+    stage_script,
+    store_at,
+    write_beir,
+    write_params,
+)
 
 SWEEP = [f"sweep@{arm}" for arm in ("rank", "ce", "mse", "rank_sgd", "rank_s4", "rank_s16")]
-TUNE = [f"tune@{m}" for m in methods.LEARNED]
+TUNE = [s for s in dvc_commands() if s.startswith("tune@")]  # the studied methods
+STUDIED = [s.removeprefix("tune@") for s in TUNE]
 ARMS = ["identity", "random", "tuned", "ce", "ce_tuned", "labels_25", "labels_50", "aa"]
-STUDIED = {"tuned", "ce_tuned", "labels_25", "labels_50"}  # an arm per study replicate
+PER_REPLICATE = {"tuned", "ce_tuned", "labels_25", "labels_50"}  # an arm per study replicate
+DEFAULTS_ONLY = ["identity", "random", "ce", "aa"]  # the arms of a method without studies
 REPLICATES, LOSSES = 2, ("rank", "ce")
 COMPARE = [f"compare@{m}" for m in methods.LEARNED]
 ALL = [
@@ -72,6 +83,9 @@ def tiny_params(path, tiny_beir):
 def project(tmp_path_factory, mlflow_template):
     """Every stage run once on a tiny BEIR folder, into one MLflow store."""
     root = tmp_path_factory.mktemp("project")
+    for m in set(methods.LEARNED) - set(STUDIED):  # committed: a best.json without studies
+        (root / f"reports/tune/{m}").mkdir(parents=True)
+        shutil.copy(ROOT / f"reports/tune/{m}/best.json", root / f"reports/tune/{m}/best.json")
     with store_at(root, mlflow_template):
         p = tiny_params(root / "params.yaml", write_beir(root / "tiny"))
         out = {stage: run_stage(stage, root, p, **EXPORTED.get(stage, {})) for stage in ALL}
@@ -100,8 +114,9 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     trial_runs = [r for r in children if r.data.tags[tracking.TAG_ROLE] == "trial"]
     stages = {r.data.tags[tracking.TAG_STAGE]: r for r in children if r not in trial_runs}
     assert set(stages) == set(ALL) - {"prepare"}
-    arms = sum(REPLICATES if arm in STUDIED else 1 for arm in ARMS)
-    per_seed = len(SWEEP) * 2 * 2 + len(COMPARE) * 2 * arms  # seeds x methods; x arms
+    arms = sum(REPLICATES if arm in PER_REPLICATE else 1 for arm in ARMS)
+    others = len(COMPARE) - len(STUDIED)
+    per_seed = len(SWEEP) * 2 * 2 + 2 * (len(STUDIED) * arms + others * len(DEFAULTS_ONLY))
     trials = len(TUNE) * 3 * len(LOSSES) * REPLICATES  # nested under each study's stage run
     assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed + trials
     full = params.flat(params.load(p))
@@ -129,7 +144,10 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
     root, _, _ = project
     client = mlflow.MlflowClient(tracking.tracking_uri())
     exp_id = client.get_experiment_by_name("smec").experiment_id
-    for m in methods.LEARNED:
+    for m in set(methods.LEARNED) - set(STUDIED):  # compared at the default settings only
+        scores = pd.read_parquet(root / f"runs/compare/{m}/scores.parquet")
+        assert list(dict.fromkeys(scores["init"])) == DEFAULTS_ONLY
+    for m in STUDIED:
         every = pd.read_csv(root / f"reports/tune/{m}/trials.csv")
         assert list(dict.fromkeys(every["loss"])) == list(LOSSES)  # studies per loss
         summary = json.loads((root / f"reports/tune/{m}/best.json").read_text())
@@ -208,6 +226,7 @@ def test_every_study_runs_its_budget_each_trial_a_nested_run_and_compare_trains_
     verdicts = pd.read_csv(root / "reports/verdicts.csv")
     assert set(verdicts.verdict) <= {"a better", "b better", "no difference", "undecided"}
     assert set(verdicts[verdicts["init"] == "tuned"].replicates) == {REPLICATES}
+    assert set(verdicts[verdicts["init"] == "identity"].replicates) == {1}
     assert set(pd.read_csv(root / "reports/calibration.csv").test) >= {"seed_query_t"}
     for figure in ("tuning", "label_scarcity", "comparison"):
         assert (root / f"figures/{figure}.png").is_file()

@@ -37,7 +37,7 @@ from smec.infra import services, tracking
 from smec.model import methods
 from smec.training import tuning
 
-from .conftest import ROOT, stage_argv, write_beir
+from .conftest import ROOT, dvc_commands, stage_argv, write_beir
 from .test_pipeline import BIN, DVC, init, lock_md5, make_repo, sh, user_env
 
 pytestmark = [
@@ -400,7 +400,8 @@ def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspa
     new = client.search_runs([exp_id], filter_string=f"tags.`{tracking.TAG_EXP}` = 'to-export'")
     (parent,) = [r for r in new if r.data.tags[tracking.TAG_ROLE] == "pipeline"]
     stages = {r.data.tags[tracking.TAG_STAGE] for r in new if r is not parent}
-    studied = {f"{s}@{m}" for s in ("tune", "compare") for m in methods.LEARNED}
+    tuned = [s.removeprefix("tune@") for s in dvc_commands() if s.startswith("tune@")]
+    studied = {*(f"tune@{m}" for m in tuned), *(f"compare@{m}" for m in methods.LEARNED)}
     assert stages == {"embed", "export", *studied}
     p = yaml.safe_load((clone / "params.yaml").read_text())
     studies = {
@@ -412,7 +413,7 @@ def test_a_temp_experiment_through_export_in_a_fresh_clone_logs_into_the_workspa
     trials = [r for r in new if r.data.tags[tracking.TAG_ROLE] == "trial"]  # the exp's own tags
     per_study = Counter(studies[r.data.tags[tracking.TAG_PARENT]] for r in trials)
     studied = len(params.Compare(**p["compare"]).studied_losses) * p["tune"]["replicates"]
-    assert per_study == {f"tune@{m}": p["tune"]["trials"] * studied for m in methods.LEARNED}
+    assert per_study == {f"tune@{m}": p["tune"]["trials"] * studied for m in tuned}
     dims = p["compare"]["dims"]
     logged = client.search_logged_models(experiment_ids=[exp_id])
     encoders = [m for m in logged if m.name.startswith("encoder-")]
