@@ -272,7 +272,7 @@ def studies() -> str:
     lines = [head(cols + ["random start"] + [f"d = {d}: default → tuned [range]" for d in dims])]
     for name in methods.LEARNED:
         best = json.loads((REPORTS / "tune" / name / "best.json").read_text())
-        for loss in dict.fromkeys(s["loss"] for s in best["studies"]):
+        for loss in dict.fromkeys(s["loss"] for s in best["studies"]):  # none: not studied
             runs = [s for s in best["studies"] if s["loss"] == loss]
             first, sd = runs[0]["default_value"], runs[0]["default_seed_sd"] or float("nan")
             seeds = len(params.load().tune.seeds)  # a trial's value is their mean
@@ -309,7 +309,8 @@ def scarcity() -> str:
     dims = sorted(t.index.get_level_values("dim").unique(), reverse=True)
     share = {a: (a.removeprefix("labels_") + "%" if a != "tuned" else "100%") for a in arms}
     lines = [head(["method", "dim", *(share[a] for a in arms)])]
-    for name in methods.LEARNED:
+    studied = set(t.index.get_level_values("method"))  # a method without studies has none
+    for name in [m for m in methods.LEARNED if m in studied]:
         for d in dims:
             cells = [LABELS[name], str(d)]
             for a in arms:

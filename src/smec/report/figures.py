@@ -329,7 +329,7 @@ def tuning(trials: pd.DataFrame, caption: str):
     shown = [m for m in REGISTRY.values() if m.name in set(trials.method)]
     cols = min(4, len(shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.0 * rows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.0 * rows + 1.2), squeeze=False)
     trials = trials if "replicate" in trials else trials.assign(replicate=0)
     losses = list(dict.fromkeys(trials["loss"]))
     for ax, method in zip(axes.flat, shown, strict=False):
@@ -346,15 +346,17 @@ def tuning(trials: pd.DataFrame, caption: str):
             ax.axhline(first.iloc[0], color="0.3", ls=":", lw=1, label="defaults (trial 0)")
         n = mine.groupby(["loss", "replicate"]).ngroups
         ax.set_title(f"{method.label} ({n} studies)", fontsize=9)
+        ax.set_xlabel("trial", fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7, loc="lower right")
-    fig.supxlabel("trial")
-    fig.supylabel("held-out nDCG@10 (training queries, mean over widths and seeds)", fontsize=9)
+    fig.supylabel("held-out nDCG@10", fontsize=9)
     fig.suptitle(
-        f"Equal tuning budgets: each study replicate's best value so far ({', '.join(losses)})"
+        "Equal tuning budgets: each study's best held-out nDCG@10 so far (training queries, "
+        f"mean over widths and 3 trial seeds; {', '.join(losses)} loss)",
+        fontsize=10,
     )
     return _captioned(fig, caption)
 
