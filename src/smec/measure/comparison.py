@@ -54,12 +54,17 @@ def per_query_means(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.groupby([*KEYS, "query_id"], as_index=False)[list(MEASURES)].mean()
 
 
+def with_replicates(scores: pd.DataFrame) -> pd.DataFrame:
+    """`scores` with a `replicate` column: 0 where an arm has no study (the baselines' rows)."""
+    return scores.assign(replicate=scores.get("replicate", 0)).fillna({"replicate": 0})
+
+
 class Cube:
     """nDCG@10 as (seeds × queries) arrays per (arm, method, width, replicate), every array over
     the same queries in one order; a method without replicates in an arm reads replicate 0."""
 
     def __init__(self, scores: pd.DataFrame):
-        scores = scores.assign(replicate=scores.get("replicate", 0)).fillna({"replicate": 0})
+        scores = with_replicates(scores)
         self.queries = sorted(scores.query_id.unique())
         self.arrays = {
             (init, method, int(dim), int(r)): g.pivot(
@@ -272,7 +277,7 @@ def table(scores: pd.DataFrame, reference: str = "mrl") -> pd.DataFrame:
     """One row per arm, method and width: nDCG@10's mean and interval (over seeds, or over
     study replicates), the replicates' spread, Recall@100 and MRR@10 means, and the pooled
     difference from `reference` with its (uncorrected) p-value."""
-    scores = scores.assign(replicate=scores.get("replicate", 0)).fillna({"replicate": 0})
+    scores = with_replicates(scores)
     cube = Cube(scores)
     rows = []
     for (init, method, dim), g in scores.groupby(KEYS, sort=False):
