@@ -16,8 +16,8 @@ The studies live in `--study` (sqlite), or in `$SMEC_TUNE_STORAGE` (the team's P
 then any number of workers run them at once, each the same command on its own clone, worker w
 with `SMEC_TUNE_WORKER=w`; each waits for the others' last trials and writes the same outputs.
 A study's name digests this stage's code, inputs and params, so a changed setting starts a new
-study, and a stopped one resumes with the trials it finished (with sqlite, those it left running
-are marked failed and run again).
+study, and a stopped one resumes with the trials it finished (those its stopped workers left
+running on this host are marked failed and run again; the live workers' run on).
 
 Writes every trial of every study (`--trials`: loss, replicate, number, state, value, its SD
 over the seeds, best value so far, settings) and each study's best settings with its summary
@@ -146,10 +146,10 @@ def study(p: params.Params, one: Study, stage_in, data, worker: Worker) -> tuple
     seed = tuning.sampler_seed(p.tune, one.replicate, worker.index)
     first = tuning.default_values(p, method, data.n_items)
     opened = tuning.open_study(worker.url, name, seed, p.tune, first)
-    if worker.storage == "sqlite" and (orphans := tuning.fail_orphans(opened)):
+    if orphans := tuning.fail_orphans(opened, worker.url):
         print(
             f"tune@{method.name}: {orphans} {one.label} trial(s) left running by a stopped "
-            "run failed"
+            "worker failed, to run again"
         )
     evaluate = objective(p, one, data, worker.checkpoints)
     ran = tuning.work(opened, p.tune.trials, worker.url, evaluate)

@@ -116,12 +116,42 @@ def test_a_failed_trial_does_not_use_up_the_budget(tmp_path):
     assert states.count("COMPLETE") == 5 and states.count("FAIL") == 1
 
 
-def test_a_trial_left_running_by_a_stopped_run_is_failed_and_replaced(tmp_path):
+def stopped_worker(folder) -> None:
+    """A worker that asks for a trial, then ends without telling its value (killed)."""
+    study, url = study_at(folder, worker=1)
+    tuning.next_trial(study, 5, url)
+
+
+def joining_worker(folder, failed) -> None:
+    """A second worker opening the study, as `tune@<method>` does: it fails the orphans."""
+    study, url = study_at(folder, worker=1)
+    failed.value = tuning.fail_orphans(study, url)
+
+
+def in_process(target, *args) -> None:
+    proc = multiprocessing.get_context("spawn").Process(target=target, args=args)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+
+
+def test_a_trial_left_running_by_a_stopped_worker_is_failed_and_replaced(tmp_path):
+    in_process(stopped_worker, tmp_path)  # a run stopped in the middle of trial 0
     study, url = study_at(tmp_path)
-    study.ask()  # a run stopped in the middle of trial 0
-    assert tuning.fail_orphans(study) == 1
+    assert [t.state.name for t in study.trials] == ["RUNNING"]
+    assert tuning.fail_orphans(study, url) == 1
     tuning.work(study, 3, url, planted)
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+
+
+def test_a_worker_joining_a_sqlite_study_leaves_the_running_workers_trial_alone(tmp_path):
+    study, url = study_at(tmp_path)
+    trial = tuning.next_trial(study, 5, url)  # this process is a live worker in its trial
+    failed = multiprocessing.get_context("spawn").Value("i", -1)
+    in_process(joining_worker, tmp_path, failed)
+    assert failed.value == 0
+    study.tell(trial, planted(trial))  # its value is still told
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
 
 
 def test_the_trials_table_carries_each_trial_and_the_best_so_far(tmp_path):

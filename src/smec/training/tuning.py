@@ -16,7 +16,9 @@ The budget is exact however many workers share a study (in several processes or 
 machines): a worker asks for a trial only while it holds the storage's lock (PostgreSQL's
 advisory lock, held by the server for every machine; with sqlite, a lock file beside the
 database), and only while the study's completed and running trials are fewer than the budget.
-A trial that fails is marked so and does not count, so another takes its place.
+A trial that fails is marked so and does not count, so another takes its place. Each trial
+carries its worker (host and process id): a trial left running by a worker that is gone (on
+this host) is failed when a worker opens the study, while the live workers' trials run on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -44,6 +47,7 @@ STORAGE_ENV = "SMEC_TUNE_STORAGE"  # the team's storage URL (PostgreSQL), else a
 INITS = ("identity", "random")
 COUNTED = ("COMPLETE", "RUNNING", "WAITING")  # what uses up the budget
 PER_SEED = "per_seed"  # a trial's user attribute: held-out nDCG@10 of each of its seeds
+OWNER = "worker"  # a trial's user attribute: `<host>:<pid>` of the worker running it
 
 
 @dataclass(frozen=True)
@@ -216,11 +220,13 @@ def counted(study) -> int:
 
 
 def next_trial(study, budget: int, url: str):
-    """A new trial of the study, or None once the budget is used up."""
+    """A new trial of the study, marked with this worker, or None once the budget is used up."""
     with budget_lock(url, study.study_name):
         if counted(study) >= budget:
             return None
-        return study.ask()
+        trial = study.ask()
+        trial.set_user_attr(OWNER, f"{socket.gethostname()}:{os.getpid()}")
+        return trial
 
 
 def work(study, budget: int, url: str, evaluate: Callable[[object], float]) -> int:
@@ -240,14 +246,33 @@ def work(study, budget: int, url: str, evaluate: Callable[[object], float]) -> i
     return ran
 
 
-def fail_orphans(study) -> int:
-    """Mark FAIL the trials left RUNNING by a stopped run (only where no other worker can be
-    running them: a study in a local sqlite file); returns how many."""
+def orphaned(owner: str | None) -> bool:
+    """Whether a running trial's worker is gone: it has none, or it ran on this host and its
+    process has ended. (A worker on another host is taken to be alive.)"""
+    if owner is None:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def fail_orphans(study, url: str) -> int:
+    """Mark FAIL the trials left running by a stopped worker, so they run again; the trials of
+    workers still running are left alone. Returns how many were failed."""
     import optuna
 
-    orphans = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
-    for t in orphans:
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    with budget_lock(url, study.study_name):
+        running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+        orphans = [t for t in running if orphaned(t.user_attrs.get(OWNER))]
+        for t in orphans:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     return len(orphans)
 
 
