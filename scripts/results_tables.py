@@ -198,11 +198,12 @@ def smec_pairs(init: str) -> str:
 
 
 def verdicts() -> str:
-    """Every stated contrast of SMEC with Matryoshka-Adaptor and MRL, and the label growth:
-    the verdict, the pooled difference and interval, Holm's p-value, and the replicates'
-    outcomes and spread."""
+    """Every stated contrast of SMEC: with the two adaptors (the paper's question), with MRL,
+    and with SMRL + S-XBM (what S-XBM carries), and the label growth: the verdict, the pooled
+    difference and interval, Holm's p-value, and the replicates' outcomes and spread."""
     t = pd.read_csv(REPORTS / "verdicts.csv")
-    keep = (t.a == "smec") & t.b.isin(["mrl_adaptor", "mrl"]) | (t.kind == "label growth")
+    stated = ["mrl_adaptor", "search_adaptor", "mrl", "smrl_sxbm"]
+    keep = (t.a == "smec") & t.b.isin(stated) | (t.kind == "label growth")
     lines = [
         head(["arm", "contrast", "d", "verdict", "pooled [95%]", "Holm p", "a/b/none", "spread"])
     ]
