@@ -1,7 +1,8 @@
 """dvc.yaml against the code: each stage depends on exactly the files its script imports (a
 folder only where every file of it is imported), every path a stage is given is one it declares,
-the `compare` foreach lists exactly the registry's learned methods, and the committed dvc.lock
-records the hashes of the committed code."""
+the `compare` foreach lists exactly the registry's learned methods, a stage `make repro` keeps
+when stale has its outputs in git, and the committed dvc.lock records the hashes of the
+committed code."""
 
 import functools
 from pathlib import Path
@@ -65,6 +66,21 @@ def test_every_path_a_stage_is_given_is_declared_and_the_other_way_round(stage):
             given.add(word)
     deps, outs = declared()[stage]
     assert given == {d for d in deps if not is_code(d)} | outs
+
+
+def test_a_stage_make_repro_keeps_when_stale_has_every_output_in_git():
+    """`meta: committed` (the studies, the comparison's arms) means a fresh clone reads the
+    outputs instead of running the stage: each must be in git (`cache: false`), not only in a
+    DVC cache the clone lacks."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        kept = [s for s in repo.index.stages if "committed" in (s.meta or {})]
+        cached = sorted(
+            f"{s.addressing}: {o.def_path}" for s in kept for o in s.outs if o.use_cache
+        )
+    assert kept, "no stage is marked meta: committed"
+    assert not cached, f"dvc.yaml: a committed stage's output is in DVC's cache only: {cached}"
 
 
 def test_the_scripts_dvc_runs_are_the_stage_scripts():
