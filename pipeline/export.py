@@ -4,10 +4,11 @@ For each method of the comparison (its seed-0 modules) and each width: a sentenc
 model folder `<models>/<method>-<dim>/` (the frozen encoder's modules plus bias-free linear
 `Dense` layers; `SentenceTransformer(path)` loads it offline), the same model logged with
 MLflow's `sentence_transformers` flavour on the method's seed-0 training run (its nDCG@10 and
-bytes per vector attached), MTEB's result JSON for the data set's retrieval task
-(`<mteb>/<method>-<dim>/no_revision_available/`), a TREC run of the top 100 per test query
-(`<trec>/<method>-<dim>.trec`), and every test query's nDCG@10 (`--per-query`). The scores come
-from the pipeline's cached embeddings, as in evaluate.
+bytes per vector attached; where that run is in no store here, the committed arms having been
+trained in another workspace, on the export stage's own run, tagged with it), MTEB's result
+JSON for the data set's retrieval task (`<mteb>/<method>-<dim>/no_revision_available/`), a TREC
+run of the top 100 per test query (`<trec>/<method>-<dim>.trec`), and every test query's nDCG@10
+(`--per-query`). The scores come from the pipeline's cached embeddings, as in evaluate.
 
 The encoder is stored once on each side: the model folders hard-link its files (one copy on
 disk), and in MLflow it is logged once, on the export stage's run, and every model refers to it
@@ -25,6 +26,7 @@ import torch
 
 from smec import params
 from smec.data import artifacts, encode, inputs
+from smec.errors import SmecError
 from smec.infra import atomic, tracking
 from smec.infra.cli import main, parser
 from smec.measure import quantize, retrieval
@@ -36,6 +38,7 @@ FLAVOUR = {"pip_requirements": ["sentence-transformers", "mlflow", "torch"]}
 
 
 ENCODER_TAG = "smec.encoder.digest"
+TRAIN_RUN_TAG = "smec.train_run"  # a logged model's seed-0 training run (as its run.json says)
 
 
 def encoder_digest(encoder) -> str:
@@ -67,15 +70,34 @@ def logged_encoder(encoder, name: str, experiment: str) -> str:
     return info.model_uri
 
 
-def log_model(model, run_id: str, name: str, example: list[str], metrics: dict) -> None:
-    """The model on its training run, with a signature (text in, a float vector out) and the
-    metrics that rank it on MLflow's Models page (nDCG@10, bytes per vector)."""
+def model_run(run_id: str, path: Path, stage_run: str) -> str:
+    """The run a method's models are logged on: its seed-0 training run, or where that run is
+    in no store here (the comparison's arms are committed and were trained in another
+    workspace), the export stage's own run."""
+    try:
+        tracking.check_run_exists(run_id, path)
+    except SmecError:
+        print(f"{path}: run {run_id} is not in this MLflow store; its models go on the export run")
+        return stage_run
+    return run_id
+
+
+def log_model(model, runs: tuple[str, str], name: str, example: list[str], metrics: dict) -> None:
+    """The model on `runs` = (the run it is logged on, its training run), with a signature (text
+    in, a float vector out) and the metrics that rank it on MLflow's Models page (nDCG@10,
+    bytes per vector)."""
     from mlflow.models import infer_signature
 
     signature = infer_signature(example, model.encode(example))
-    with mlflow.start_run(run_id=run_id):
+    on, trained = runs
+    with mlflow.start_run(run_id=on):
         info = mlflow.sentence_transformers.log_model(
-            model, name=name, signature=signature, input_example=example, **FLAVOUR
+            model,
+            name=name,
+            signature=signature,
+            input_example=example,
+            tags={TRAIN_RUN_TAG: trained},
+            **FLAVOUR,
         )
         mlflow.log_metrics(metrics, model_id=info.model_id)
 
@@ -92,8 +114,6 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     p = params.load(args.params)
     tracking.use_store()
     run_ids = [artifacts.read_json(path)["run_id"] for path in args.runs]
-    for run_id, path in zip(run_ids, args.runs, strict=True):  # the models are logged there
-        tracking.check_run_exists(run_id, path)
     stage_in = inputs.read(args)
     ds = stage_in.ds
     c = torch.from_numpy(stage_in.corpus_emb)
@@ -101,6 +121,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     encoder = encode.load_model(p.encoder.model, p.encoder.max_seq_length, torch.device("cpu"))
     with tracking.stage_run(p, "export", _bootstrap.CHECKOUT) as stage:
         encoder_uri = logged_encoder(encoder, p.encoder.model, p.tracking.experiment)
+    on = [model_run(r, path, stage.info.run_id) for r, path in zip(run_ids, args.runs, strict=True)]
     first = export.shared_encoder(encode.model_path(p.encoder.model), encoder_uri)
     task = export.mteb_task_name(p.data.name)
     example = list(ds.queries.text[:2])
@@ -110,7 +131,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
         atomic.directory(args.mteb) as mteb_dir,
         atomic.directory(args.trec) as trec_dir,
     ):
-        for modules_path, run_id in zip(args.modules, run_ids, strict=True):
+        for modules_path, runs in zip(args.modules, zip(on, run_ids, strict=True), strict=True):
             meta, states = artifacts.read_modules(modules_path)
             modules, dims = methods.restore(meta, states), meta["dims"]
             method = methods.learned(meta["method"])
@@ -142,7 +163,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
                 }
                 log_model(
                     export.sentence_transformer(encoder, maps, first),
-                    run_id,
+                    runs,
                     name,
                     example,
                     ranking,

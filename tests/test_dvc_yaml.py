@@ -83,6 +83,14 @@ def test_a_stage_make_repro_keeps_when_stale_has_every_output_in_git():
     assert not cached, f"dvc.yaml: a committed stage's output is in DVC's cache only: {cached}"
 
 
+def test_the_tuning_figure_reads_every_study():
+    words = dvc_commands()["render"]
+    start = words.index("--trials") + 1
+    end = next((i for i, w in enumerate(words[start:], start) if w.startswith("--")), len(words))
+    studied = [s.split("@")[1] for s in dvc_commands() if s.startswith("tune@")]
+    assert words[start:end] == [f"reports/tune/{m}/trials.csv" for m in studied]
+
+
 def test_the_scripts_dvc_runs_are_the_stage_scripts():
     scripts = {Path(words[1]).name for words in dvc_commands().values()}
     stage_files = {p.name for p in (ROOT / "pipeline").glob("*.py")} - {"_bootstrap.py"}

@@ -532,3 +532,34 @@ def test_a_logged_model_loads_whole_from_the_store_and_encodes_like_its_folder(
     folder = SentenceTransformer(str(root / "models/export/smec-48"), device="cpu")
     assert got.shape == (2, 48)
     np.testing.assert_allclose(got, folder.encode(texts), rtol=1e-5, atol=1e-6)
+
+
+def test_committed_arms_trained_elsewhere_export_onto_the_export_run(project, tmp_path):
+    """A clone reads the comparison's committed arms, whose run.json names a run of another
+    workspace's store: export logs their models on its own run, each tagged with that run.
+    (Last in this file: its three models would change the counts of the tests above.)"""
+    root, p, _ = project
+    info = json.loads((root / "runs/compare/smec/run.json").read_text())
+    elsewhere = tmp_path / "run.json"
+    elsewhere.write_text(json.dumps(info | {"run_id": "0" * 32}))
+    out = {k: str(tmp_path / k) for k in ("models", "mteb", "trec")}
+    run_stage(
+        "export",
+        root,
+        p,
+        modules=["models/compare/smec/modules.pt"],
+        runs=[str(elsewhere)],
+        per_query=str(tmp_path / "per_query.csv"),
+        **out,
+    )
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    exp = client.get_experiment_by_name("smec")
+    latest = client.search_runs(
+        [exp.experiment_id],
+        f"tags.`{tracking.TAG_STAGE}` = 'export'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    logged = client.search_logged_models([exp.experiment_id])
+    mine = [m for m in logged if m.tags.get("smec.train_run") == "0" * 32]
+    assert sorted(m.name for m in mine) == ["smec-192", "smec-48", "smec-96"]
+    assert {m.source_run_id for m in mine} == {latest.info.run_id}
