@@ -27,6 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import mlflow
 import yaml
 from harness import alternate, emit, machine, medians, stage_words
 
@@ -71,11 +72,16 @@ def variant(name: str, args: argparse.Namespace, scratch: Path) -> bool:
     """One study run as `name` says, in a fresh folder; whether it ran exactly its budget."""
     folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
     scratch_params(folder, args.trials)
+    # a workspace's MLflow store exists before its stages run; two processes creating its
+    # tables at once collide (sqlite), so it is made here, as `prepare` makes it
+    mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
     workers = [0, 1] if name == "two_workers" else [0]
     procs = [start(args.method, folder, w, 1 if len(workers) > 1 else None) for w in workers]
-    for proc in procs:
+    for worker, proc in zip(workers, procs, strict=True):
         if proc.wait() != 0:
-            raise SystemExit(f"tune_workers: a worker exited {proc.returncode}; see {folder}")
+            log = (folder / f"worker{worker}.log").read_text().splitlines()
+            tail = "\n".join(log[-15:])
+            raise SystemExit(f"tune_workers: worker {worker} exited {proc.returncode}:\n{tail}")
     best = json.loads(next(folder.rglob("best.json")).read_text())["studies"][0]
     return best["trials"] == args.trials
 
