@@ -23,13 +23,12 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-from harness import emit, machine, stage_words
+from harness import emit, machine, moved_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_ROOTS = ("runs/", "models/", "checkpoints/")  # where a comparison stage writes
@@ -49,9 +48,7 @@ def parse_args() -> argparse.Namespace:
 
 def start(method: str, folder: Path) -> subprocess.Popen:
     """`compare@<method>` with its outputs, checkpoints and MLflow store under `folder`."""
-    words = stage_words(ROOT, f"compare@{method}")
-    moved = [str(folder / w) if w.startswith(OUTPUT_ROOTS) else w for w in words]
-    cmd = [sys.executable if w == "python" else w for w in moved]
+    cmd = moved_stage(ROOT, f"compare@{method}", folder, OUTPUT_ROOTS)
     env = os.environ | {"DVC_ROOT": str(folder)}
     log = (folder / "stage.log").open("a")
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)

@@ -73,6 +73,15 @@ def stage_words(root: Path, stage: str) -> list[str]:
     return shlex.split(cmd)
 
 
+def moved_stage(root: Path, stage: str, folder: Path, roots: tuple[str, ...]) -> list[str]:
+    """A stage's command from `dvc.yaml`, its paths under `roots` moved into `folder` (a
+    benchmark's scratch copy of the stage's outputs), run by this interpreter."""
+    import sys
+
+    words = [str(folder / w) if w.startswith(roots) else w for w in stage_words(root, stage)]
+    return [sys.executable if w == "python" else w for w in words]
+
+
 def stage_args(root: Path, stage: str) -> dict[str, Path]:
     """The paths `dvc.yaml` passes to a stage (`--corpus data/prepared/corpus.parquet` ...), so
     that a benchmark reads what the stage reads without writing a path twice."""

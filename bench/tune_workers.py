@@ -23,13 +23,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import mlflow
 import yaml
-from harness import alternate, emit, machine, medians, stage_words
+from harness import alternate, emit, machine, medians, moved_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_ROOTS = ("reports/", "checkpoints/")  # where a study writes (redirected)
@@ -57,9 +56,7 @@ def scratch_params(folder: Path, trials: int) -> Path:
 
 def start(method: str, folder: Path, worker: int, threads: int | None) -> subprocess.Popen:
     """Worker `worker` of the study in `folder` (its outputs, study and MLflow store there)."""
-    words = stage_words(ROOT, f"tune@{method}")
-    moved = [str(folder / w) if w.startswith(OUTPUT_ROOTS) else w for w in words]
-    cmd = [sys.executable if w == "python" else w for w in moved]
+    cmd = moved_stage(ROOT, f"tune@{method}", folder, OUTPUT_ROOTS)
     cmd += ["--params", str(folder / "params.yaml")]
     env = os.environ | {"DVC_ROOT": str(folder), "SMEC_TUNE_WORKER": str(worker)}
     if threads is not None:
