@@ -8,7 +8,7 @@ import _bootstrap  # first: this checkout's code, under the project's interprete
 import mlflow
 
 from smec import params
-from smec.data import artifacts, encode
+from smec.data import artifacts, encode, encoders
 from smec.infra import tracking
 from smec.infra.cli import main, parser
 from smec.infra.device import resolve
@@ -26,10 +26,8 @@ def run(argv: list[str] | None = None) -> dict:
     tracking.use_store()
     corpus, queries = artifacts.read_texts(args.corpus, args.queries)
     device = resolve(p.encoder.device)
-    model = encode.load_model(p.encoder.model, p.encoder.max_seq_length, device)
-    arrays, stats = encode.embed(
-        model, corpus, queries, p.encoder.batch_size, p.encoder.dtype, p.encoder.processes
-    )
+    encoder = encoders.load(p.encoder, device)
+    arrays, stats = encode.embed(encoder, corpus, queries, p.encoder.batch_size)
     meta = {
         "model": p.encoder.model,
         "dim": int(arrays["corpus"].shape[1]),

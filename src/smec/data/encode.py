@@ -1,94 +1,35 @@
-"""The frozen encoder.
+"""The frozen encoder's stage logic: embed the corpus and the queries.
 
 The encoder runs once per data set; its output (float32, L2-normalised) is a DVC output, so
-changing a training param never re-embeds.
+changing a training param never re-embeds. The encoders themselves (which kind `encoder.kind`
+picks, how each loads and encodes) live in :mod:`smec.data.encoders`; the sentence-transformers
+functions stay importable from here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import os
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from smec.errors import SmecError
+from smec.data.encoders import Encoder
+from smec.data.encoders.sentence_transformers import (
+    devices,
+    encode,
+    load_model,
+    model_path,
+    threads_per_process,
+)
 
-
-def model_path(name: str) -> str:
-    """Resolve `encoder.model`: an installed package that ships weights (its `MODEL_DIR`), a local
-    folder, or else a sentence-transformers model name (downloaded, needs a network)."""
-    try:
-        module = importlib.import_module(name.replace("-", "_"))
-    except ImportError:
-        module = None
-    if module is not None and hasattr(module, "MODEL_DIR"):
-        return str(module.MODEL_DIR)
-    return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
-
-
-def load_model(name: str, max_seq_length: int, device: torch.device):
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        model = SentenceTransformer(model_path(name), device=str(device))
-    except OSError as exc:
-        raise SmecError(
-            f"encoder.model={name!r}: cannot load ({str(exc).splitlines()[0]})"
-        ) from None
-    model.max_seq_length = max_seq_length
-    return model.eval()
-
-
-def devices(device: torch.device, processes: int) -> list[str]:
-    """One device per encoding process: GPUs 0..n-1 on CUDA, else the CPU n times."""
-    if device.type == "cuda":
-        return [f"cuda:{i}" for i in range(processes)]
-    return [device.type] * processes
-
-
-@contextlib.contextmanager
-def threads_per_process(processes: int):
-    """Spawned CPU workers read OMP_NUM_THREADS at start: share the cores, don't oversubscribe."""
-    old = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(max(1, torch.get_num_threads() // processes))
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["OMP_NUM_THREADS"]
-        else:
-            os.environ["OMP_NUM_THREADS"] = old
-
-
-def encode(
-    model, texts: list[str], batch_size: int, dtype: str = "float32", processes: int = 1
-) -> np.ndarray:
-    """Embed `texts` (float32, L2-normalised) with a progress bar.
-
-    sentence-transformers already sorts the texts by length so that each batch pads only to its
-    own longest text, and restores the input order (a hand-written loop measured 4-9% slower,
-    see docs/benchmarks.md). `dtype="bfloat16"` runs the encoder under autocast: about 1.65x
-    faster on a CPU with AVX512-BF16, row cosines to float32 >= 0.9999. `processes` > 1 spreads
-    the texts over sentence-transformers' multi-process pool (one process per GPU, or CPU
-    processes sharing the cores), which returns them in input order.
-    """
-    kwargs = {
-        "batch_size": batch_size,
-        "normalize_embeddings": True,
-        "convert_to_numpy": True,
-        "show_progress_bar": True,
-    }
-    if processes > 1:
-        with threads_per_process(processes):
-            emb = model.encode(texts, device=devices(model.device, processes), **kwargs)
-    else:
-        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            emb = model.encode(texts, **kwargs)
-    return emb.astype(np.float32, copy=False)
+__all__ = [
+    "corpus_texts",
+    "devices",
+    "embed",
+    "encode",
+    "load_model",
+    "model_path",
+    "threads_per_process",
+]
 
 
 def corpus_texts(corpus) -> list[str]:
@@ -96,15 +37,13 @@ def corpus_texts(corpus) -> list[str]:
     return [f"{t} {x}".strip() for t, x in zip(corpus.title, corpus.text, strict=True)]
 
 
-def embed(
-    model, corpus, queries, batch_size: int, dtype: str = "float32", processes: int = 1
-) -> tuple[dict[str, np.ndarray], dict]:
+def embed(encoder: Encoder, corpus, queries, batch_size: int) -> tuple[dict[str, np.ndarray], dict]:
     """Embed corpus and queries; return the arrays and throughput figures."""
     arrays, stats = {}, {}
     for name, texts in (("corpus", corpus_texts(corpus)), ("queries", list(queries.text))):
         start = time.perf_counter()
         print(f"embedding {len(texts)} {name} texts")
-        arrays[name] = encode(model, texts, batch_size, dtype, processes)
+        arrays[name] = encoder.encode(texts, batch_size)
         seconds = time.perf_counter() - start
         stats[f"{name}_count"] = len(texts)
         stats[f"{name}_seconds"] = round(seconds, 3)
