@@ -195,7 +195,10 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--tuned", type=Path, required=True, help="input: the study's best.json")
     ap.add_argument("--checkpoints", type=Path, required=True, help="folder of resumable state")
     args = ap.parse_args(argv)
-    p, method = params.load(args.params), methods.learned(args.method)
+    p, method = (
+        params.load(args.params, args.cell, artifacts.width(args.queries_emb)),
+        methods.learned(args.method),
+    )
     tracking.use_store()
     c = p.compare
     stage_in = inputs.read(args)

@@ -62,15 +62,15 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
         many=("scores", "stats"),
     )
     args = ap.parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, args.cell, artifacts.width(args.queries_emb))
     tracking.use_store()
     c = p.compare
-    trained = pd.concat([artifacts.read_parquet(s) for s in args.scores], ignore_index=True)
+    trained = artifacts.read_parquets(args.scores, "scores.parquet")
     untrained = baselines(inputs.read(args), c, resolve(p.evaluate.device))
     scores = pd.concat([trained, comparison.with_starts(untrained, c.arms)], ignore_index=True)
     stated = scores[scores["init"] != comparison.CALIBRATION_ARM]
     table = comparison.table(stated, reference="mrl")
-    stats = pd.concat([artifacts.read_parquet(s) for s in args.stats], ignore_index=True)
+    stats = artifacts.read_parquets(args.stats, "stats.parquet")
     nested = comparison.metrics(table)
     artifacts.write_csv(args.table, table, float_format="%.6g")
     labels = [params.label_arm(f) for f in c.label_fractions]

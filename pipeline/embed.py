@@ -4,6 +4,8 @@ Writes float32, L2-normalised embeddings (`.npy`, one row per prepared document 
 their order) and a meta.json (model, dimension, counts); logs throughput to MLflow.
 """
 
+import dataclasses
+
 import _bootstrap  # first: this checkout's code, under the project's interpreter
 import mlflow
 
@@ -22,13 +24,15 @@ def run(argv: list[str] | None = None) -> dict:
         outputs=("corpus-emb", "queries-emb", "meta"),
     )
     args = ap.parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, args.cell)
     tracking.use_store()
     corpus, queries = artifacts.read_texts(args.corpus, args.queries)
     device = resolve(p.encoder.device)
     encoder = encoders.load(p.encoder, device)
     arrays, stats = encode.embed(encoder, corpus, queries, p.encoder.batch_size)
+    identity = dataclasses.asdict(encoder.identity())
     meta = {
+        "encoder": identity,
         "model": p.encoder.model,
         "dim": int(arrays["corpus"].shape[1]),
         "corpus_count": len(corpus),
@@ -42,6 +46,7 @@ def run(argv: list[str] | None = None) -> dict:
     artifacts.write_json(args.meta, meta)
     with tracking.stage_run(p, "embed", _bootstrap.CHECKOUT):
         mlflow.log_param("device", str(device))
+        mlflow.log_params({f"encoder.identity.{k}": v for k, v in identity.items()})
         mlflow.log_metrics({k: float(v) for k, v in stats.items()} | {"dim": meta["dim"]})
     print(f"embedded {stats['corpus_count']} documents at {stats['corpus_texts_per_s']} texts/s")
     return stats

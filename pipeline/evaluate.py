@@ -31,7 +31,7 @@ OUTPUTS = ("table", "metrics")
 def run(argv: list[str] | None = None) -> pd.DataFrame | None:
     ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS, many=("compared",))
     args = ap.parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, args.cell, artifacts.width(args.queries_emb))
     tracking.use_store()
     if distributed.relaunch(p.evaluate.processes, __file__, sys.argv[1:] if argv is None else argv):
         return None  # torchrun's processes did the work

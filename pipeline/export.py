@@ -111,7 +111,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
         many=("modules", "runs"),
     )
     args = ap.parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, args.cell, artifacts.width(args.queries_emb))
     tracking.use_store()
     run_ids = [artifacts.read_json(path)["run_id"] for path in args.runs]
     stage_in = inputs.read(args)

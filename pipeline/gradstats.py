@@ -15,13 +15,13 @@ from smec.infra import tracking
 from smec.infra.cli import main, parser
 from smec.measure import claims, gradstats
 
-INPUTS = ("mrl-gradients", "smrl-gradients")
+INPUTS = ("mrl-gradients", "smrl-gradients", "queries-emb")
 OUTPUTS = ("table", "curves", "claims", "metrics")
 
 
 def run(argv: list[str] | None = None) -> dict:
     args = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=OUTPUTS).parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, args.cell, artifacts.width(args.queries_emb))
     tracking.use_store()
     record = pd.concat(
         [artifacts.read_parquet(args.mrl_gradients), artifacts.read_parquet(args.smrl_gradients)],

@@ -35,7 +35,7 @@ def predicted(dims: list[int], weights: list[float]) -> float:
 def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=inputs.OPTIONS, outputs=("table",))
     args = ap.parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, args.cell, artifacts.width(args.queries_emb))
     tracking.use_store()
     data = training_data.train_data(inputs.read(args), resolve(p.train.device))
     rows = []

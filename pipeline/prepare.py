@@ -17,7 +17,7 @@ OUTPUTS = ("corpus", "queries", "qrels")
 
 def run(argv: list[str] | None = None) -> artifacts.Dataset:
     args = parser(__doc__, _bootstrap.CHECKOUT, outputs=OUTPUTS).parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, args.cell)
     # relative paths and ../shared are anchored at the repository DVC runs from, which is not
     # the temporary copy that `dvc exp run --temp` executes in
     folder = beir.resolve_path(

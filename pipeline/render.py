@@ -36,6 +36,7 @@ INPUTS = (
     "intervals",
     "arm-claims",
     "comparison",
+    "queries-emb",
 )
 
 
@@ -113,7 +114,7 @@ def sweep_figures(p, args, dims: list[int], out: Path, meta: dict, commit: str) 
 def run(argv: list[str] | None = None) -> dict:
     ap = parser(__doc__, _bootstrap.CHECKOUT, inputs=INPUTS, outputs=("out",), many=("trials",))
     args = ap.parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, width=artifacts.width(args.queries_emb))
     tracking.use_store()
     runs = {}
     for method, path in (("mrl", args.mrl_run), ("smrl", args.smrl_run)):

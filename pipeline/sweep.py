@@ -42,7 +42,10 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--arm", required=True, help="the arm's name (dvc.yaml's foreach key)")
     ap.add_argument("--checkpoints", type=Path, required=True, help="folder of resumable state")
     args, overrides = ap.parse_known_args(argv)
-    base, arm_set = params.load(args.params), params.overrides(overrides)
+    base, arm_set = (
+        params.load(args.params, args.cell, artifacts.width(args.queries_emb)),
+        params.overrides(overrides),
+    )
     tracking.use_store()
     if missing := [f for f in params.ARM_FIELDS if f not in arm_set]:
         raise SmecError(f"dvc.yaml: sweep arm {args.arm!r} must set {', '.join(missing)}")

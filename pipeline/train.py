@@ -39,7 +39,7 @@ def run(argv: list[str] | None = None) -> loop.Result | None:
         "--checkpoint", type=Path, required=True, help="resumable state (not a DVC output)"
     )
     args = ap.parse_args(argv)
-    p = params.load(args.params)
+    p = params.load(args.params, args.cell, artifacts.width(args.queries_emb))
     tracking.use_store()
     if distributed.relaunch(p.train.processes, __file__, sys.argv[1:] if argv is None else argv):
         return None  # torchrun's processes did the work

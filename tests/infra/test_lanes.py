@@ -116,6 +116,17 @@ def test_a_failed_stage_stops_what_depends_on_it_and_names_itself(tmp_path, caps
     assert err.startswith("error: stage b failed") and "b.log" in err
 
 
+def test_make_repro_leaves_the_grids_stages_and_make_benchmark_runs_them(tmp_path):
+    root = repo(tmp_path)
+    config = yaml.safe_load((root / "dvc.yaml").read_text())
+    config["stages"]["c"]["meta"] = {"grid": True}
+    (root / "dvc.yaml").write_text(yaml.safe_dump(config))
+    assert lanes.plan(root).order == ["a", "b"]
+    assert lanes.plan(root, grid=True).order == ["a", "b", "c"]
+    assert lanes.run(root, jobs=2) == 0
+    assert locked(root) == {"a", "b"}
+
+
 def test_a_stage_is_ready_once_every_stage_it_reads_is_done(tmp_path):
     p = lanes.plan(repo(tmp_path))
     assert p.order == ["a", "b", "c"] and p.upstream == {"a": set(), "b": set(), "c": {"a", "b"}}

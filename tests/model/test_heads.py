@@ -40,3 +40,15 @@ def test_rows_of_sends_each_rows_gradient_back_to_the_row_it_copied():
         for j, i in enumerate(idx[s]):
             expected[s, i] += weights[s, j]
     assert torch.allclose(x.grad, expected)
+
+
+def test_a_768_d_encoders_chain_halves_from_384_and_a_chain_that_does_not_fit_is_refused():
+    from smec import params
+    from smec.errors import SmecError
+
+    dims = params.Params().at(768).compare.dims
+    assert heads.chain_dims(768, dims) == [(768, 384), (384, 192), (192, 96)]
+    with pytest.raises(SmecError, match=r"the first must be a width in \[1, D=384\]"):
+        heads.chain_dims(384, [512, 256])
+    with pytest.raises(SmecError, match="each must be half the one before"):
+        heads.chain_dims(384, [192, 64])

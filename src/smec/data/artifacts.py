@@ -67,6 +67,20 @@ def read_array(path: Path, mmap: bool = False) -> np.ndarray:
     return np.load(path, mmap_mode="r" if mmap else None)
 
 
+def read_parquets(paths: list[Path], name: str) -> pd.DataFrame:
+    """The tables at `paths`, one after another; a folder stands for every `<folder>/*/<name>`
+    in it, in name order (a grid cell's arms: runs/grid/<cell>/compare/<method>/scores.parquet)."""
+    files = [f for p in paths for f in (sorted(p.glob(f"*/{name}")) if p.is_dir() else [p])]
+    if not files:
+        raise SmecError(f"{', '.join(map(str, paths))}: no {name} there")
+    return pd.concat([read_parquet(f) for f in files], ignore_index=True)
+
+
+def width(path: Path) -> int:
+    """The encoder width D of an embeddings file, from its header: what params resolve at."""
+    return int(read_array(path, mmap=True).shape[1])
+
+
 def write_json(path: Path, data: object) -> None:
     atomic.write_json(path, data)
 

@@ -33,6 +33,11 @@ def parser(
             f"--{name}", type=Path, nargs="+", required=True, metavar="PATH", help="inputs"
         )
     ap.add_argument(
+        "--cell",
+        metavar="DATA-ENCODER",
+        help="a grid cell of params.yaml's grid (its data set, encoder and protocol size)",
+    )
+    ap.add_argument(
         "--params",
         type=Path,
         default=root / "params.yaml",

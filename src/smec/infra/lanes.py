@@ -58,14 +58,16 @@ class Plan:
         return [s for s in self.order if s not in started and self.upstream[s] <= done]
 
 
-def plan(root: Path) -> Plan:
-    """The DAG of the repository's dvc.yaml (DVC's own reading of it)."""
+def plan(root: Path, grid: bool = False) -> Plan:
+    """The DAG of the repository's dvc.yaml (DVC's own reading of it); the grid's stages
+    (`meta: {grid: true}`: the benchmark's other cells) only with `grid`."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
         graph = repo.index.graph  # an edge runs from a stage to one it depends on
-        order = [s.name for s in repo.index.stages]  # `train@mrl`; addressing is cwd-relative
-        upstream = {s.name: {d.name for d in graph.successors(s)} for s in graph}
+        wanted = {s for s in repo.index.stages if grid or not (s.meta or {}).get("grid")}
+        order = [s.name for s in repo.index.stages if s in wanted]  # addressing: cwd-relative
+        upstream = {s.name: {d.name for d in graph.successors(s)} for s in wanted}
         alone = frozenset(s.name for s in repo.index.stages if (s.meta or {}).get("alone"))
         committed = {  # a stage never run has no outputs to use: it runs
             s.name: s.meta["committed"]
@@ -197,10 +199,13 @@ class Scheduler:
         print(f"[{len(self.done)}/{len(self.plan.order)}] {lane.stage} ({took:.0f} s)")
 
 
-def schedule(root: Path, jobs: int, rerun: bool = False) -> tuple[list[Lane], Lane | None]:
-    """Run every stage of `root`'s pipeline, `jobs` at a time (with `rerun`, a stale committed
-    stage too): every lane started, and the first that failed (None if none did)."""
-    scheduler = Scheduler(plan(root), root, jobs, rerun)
+def schedule(
+    root: Path, jobs: int, rerun: bool = False, grid: bool = False
+) -> tuple[list[Lane], Lane | None]:
+    """Run every stage of `root`'s pipeline (with `grid`, the grid's too), `jobs` at a time
+    (with `rerun`, a stale committed stage too): every lane started, and the first that failed
+    (None if none did)."""
+    scheduler = Scheduler(plan(root, grid), root, jobs, rerun)
     try:
         scheduler.run()
     except KeyboardInterrupt:  # the terminal stopped the dvc processes too: let them finish
@@ -254,10 +259,10 @@ def regroup(experiment: str, executions: list[str], failed: bool) -> str | None:
     return keep.info.run_id
 
 
-def run(root: Path, jobs: int, rerun: bool = False) -> int:
+def run(root: Path, jobs: int, rerun: bool = False, grid: bool = False) -> int:
     """Run every stage of `root`'s pipeline, `jobs` at a time, then regroup its MLflow runs;
     0, or 1 once a stage failed."""
-    lanes, failed = schedule(root, jobs, rerun)
+    lanes, failed = schedule(root, jobs, rerun, grid)
     experiment = params.load(root / "params.yaml").tracking.experiment
     regroup(experiment, [lane.execution for lane in lanes if lane.execution], failed is not None)
     if failed is not None:
@@ -279,13 +284,18 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="run stale stages whose outputs are committed (the studies) instead of using them",
     )
+    ap.add_argument(
+        "--grid",
+        action="store_true",
+        help="also the grid's cells and the summary (`make benchmark`; dvc.yaml's meta: grid)",
+    )
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: must be at least 1")
     if not (args.root / "dvc.yaml").is_file():
         ap.error(f"{args.root / 'dvc.yaml'}: no such file (run from the repository root)")
     try:
-        code = run(args.root.resolve(), args.jobs, args.rerun_committed)
+        code = run(args.root.resolve(), args.jobs, args.rerun_committed, args.grid)
     except KeyboardInterrupt:
         print("stopped; running it again resumes (finished stages are recorded)", file=sys.stderr)
         code = 130

@@ -33,6 +33,7 @@ TAG_PARAMS = "params.digest"
 TAG_EXP = "dvc.exp"
 TAG_EXECUTION = "smec.execution"
 TAG_HOST = "smec.host"
+TAG_CELL = "smec.cell"  # the grid cell (data-encoder) of a cell stage's run
 TAG_ROLE = "smec.role"  # "pipeline" (a parent run), "stage", or "trial" (nested in tune@<m>)
 TAG_PARENT = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment on its runs ("Model training") only when it knows the
@@ -182,7 +183,7 @@ def common_tags(p: params.Params, checkout: Path) -> dict[str, str]:
     the machine it ran on."""
     tags = {
         TAG_COMMIT: commit(checkout),
-        TAG_PARAMS: params.digest(p),
+        TAG_PARAMS: params.digest(p.root),
         TAG_EXECUTION: provenance.execution(),
         TAG_HOST: provenance.host(),
     }
@@ -243,6 +244,7 @@ def stage_run(
         **common_tags(p, checkout),
         TAG_STAGE: stage,
         TAG_ROLE: "stage",
+        **({TAG_CELL: p.cell} if p.cell else {}),
         **(tags or {}),
     }
     status = "FAILED"

@@ -12,8 +12,12 @@ S = 1). Member s is drawn from its own seed exactly as a lone head from that see
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
+
+from smec.errors import SmecError
 
 
 def draw_weight(out_dim: int, in_dim: int, init: str, seed: int) -> torch.Tensor:
@@ -72,7 +76,13 @@ def rows_of(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def chain_dims(in_dim: int, dims: list[int]) -> list[tuple[int, int]]:
-    """(input, output) width of each SMRL step: D_in -> dims[0] -> dims[1] -> ..."""
+    """(input, output) width of each SMRL step: D_in -> dims[0] -> dims[1] -> ..., each step a
+    halving after the first, which must fit in D_in (widths come resolved at the encoder's D:
+    :meth:`smec.params.Params.at`)."""
+    if not all(isinstance(d, int) for d in dims) or not 0 < dims[0] <= in_dim:
+        raise SmecError(f"widths {dims}: the first must be a width in [1, D={in_dim}]")
+    if any(big != 2 * small for big, small in itertools.pairwise(dims)):
+        raise SmecError(f"widths {dims}: each must be half the one before")
     return list(zip([in_dim, *dims[:-1]], dims, strict=True))
 
 

@@ -503,3 +503,55 @@ def caption(p, commit: str) -> str:
         f"seed {p.train.seed} · {p.train.optimizer} lr {p.train.lr:g} · variance: "
         f"{p.gradstats.variance} · commit {short_commit(commit)}"
     )
+
+
+def forest(cells: pd.DataFrame, pooled: pd.DataFrame, caption: str):
+    """The verdict across cells: a panel per contrast, a block per width (D/2 at the top), in
+    each block one row per cell (its estimate and 95% interval) and the pooled random-effects
+    estimate as a diamond."""
+    contrasts = list(dict.fromkeys(cells["contrast"]))
+    widths = sorted(dict.fromkeys(cells["width"]), key=lambda w: int(w.split("/")[1]))
+    names = list(dict.fromkeys(cells["cell"]))
+    fig, axes = plt.subplots(
+        1,
+        len(contrasts),
+        figsize=(4.6 * len(contrasts), 0.9 + 0.3 * len(widths) * (len(names) + 2)),
+        sharey=True,
+        squeeze=False,
+    )
+    colours = dict(zip(names, plt.get_cmap("tab10").colors, strict=False))
+    for ax, contrast in zip(axes[0], contrasts, strict=True):
+        y, ticks, labels = 0.0, [], []
+        for width in widths:
+            for name in names:
+                r = cells[
+                    (cells["contrast"] == contrast)
+                    & (cells["width"] == width)
+                    & (cells["cell"] == name)
+                ]
+                if len(r):
+                    r = r.iloc[0]
+                    ax.errorbar(
+                        r["delta"],
+                        -y,
+                        xerr=[[r["delta"] - r["low"]], [r["high"] - r["delta"]]],
+                        fmt="o",
+                        color=colours[name],
+                        ms=4,
+                        capsize=2,
+                    )
+                ticks.append(-y)
+                labels.append(f"{width}  {name}")
+                y += 1
+            pr = pooled[(pooled["contrast"] == contrast) & (pooled["width"] == width)].iloc[0]
+            xs = [pr["low"], pr["estimate"], pr["high"], pr["estimate"]]
+            ax.fill(xs, [-y, -y + 0.3, -y, -y - 0.3], color="black")
+            ticks.append(-y)
+            labels.append(f"{width}  pooled (I² {pr['i2']:.0%})")
+            y += 1.6
+        ax.axvline(0, color="grey", lw=0.8, ls="--")
+        ax.set_title(contrast, fontsize=10)
+        ax.set_xlabel("difference in nDCG@10")
+        ax.set_yticks(ticks, labels, fontsize=7)
+    _captioned(fig, caption, bottom=0.12)
+    return fig
