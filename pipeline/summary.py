@@ -5,7 +5,7 @@ Adaptor, SMEC − MRL and the best learned method (of `grid.methods`) − the be
 baseline, each pooled over the cell's study replicates at the tuned arm, with its 95% interval
 (`--table`); per contrast and width (a fraction of D: the cells' encoders differ), the random-
 effects estimate over the cells with its Hartung-Knapp interval and heterogeneity (`--pooled`,
-:mod:`smec.measure.meta`); and the forest plot of both (`--forest`, with an SVG beside it).
+:mod:`smec.measure.meta`); and the forest plot of both (`--forest`, and as SVG `--forest-svg`).
 """
 
 import _bootstrap  # first: this checkout's code, under the project's interpreter
@@ -34,7 +34,7 @@ def run(argv: list[str] | None = None) -> pd.DataFrame:
         __doc__,
         _bootstrap.CHECKOUT,
         inputs=("headline", "cells"),
-        outputs=("table", "pooled", "forest"),
+        outputs=("table", "pooled", "forest", "forest-svg"),
     )
     args = ap.parse_args(argv)
     p = params.load(args.params)

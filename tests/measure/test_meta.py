@@ -14,13 +14,13 @@ def planted(rng, k: int, mu: float, tau: float) -> tuple[np.ndarray, np.ndarray]
 
 
 @pytest.mark.parametrize("tau", [0.0, 0.02])
-def test_the_pooled_interval_covers_the_planted_mean_at_its_level_with_five_cells(tau):
+def test_the_pooled_interval_covers_the_planted_mean_at_least_at_its_level_with_five_cells(tau):
     rng = np.random.default_rng(0)
     hits = [
         (p := meta.random_effects(*planted(rng, 5, 0.05, tau))).low <= 0.05 <= p.high
         for _ in range(2000)
     ]
-    assert 0.93 <= np.mean(hits) <= 0.97
+    assert np.mean(hits) >= 0.94  # at least its level (the floored variance errs wide at tau 0)
 
 
 def test_with_no_effect_the_pooled_verdict_is_a_difference_at_most_alpha_of_the_time():

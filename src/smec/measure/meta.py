@@ -8,7 +8,9 @@ variance by DerSimonian and Laird's moment estimator, mu the inverse-variance we
 weights 1 / (s_i^2 + tau^2). Its interval is Hartung and Knapp's (Sidik and Jonkman's): a t
 interval on k − 1 degrees of freedom around a weighted residual variance, which keeps its
 coverage with the few cells a grid has, where the normal interval of DerSimonian and Laird is
-too narrow (IntHout et al. 2014, BMC Med Res Methodol 14:25). Heterogeneity is reported as
+too narrow (IntHout et al. 2014, BMC Med Res Methodol 14:25); that variance is floored at the
+plain 1 / sum(w) (the modified form of Röver et al. 2015, BMC Med Res Methodol 15:99), since with
+cells that happen to agree it can shrink below what any one cell's error allows. Heterogeneity is reported as
 Cochran's Q with its p-value and I^2 = max(0, (Q − (k − 1)) / Q).
 
     >>> p = random_effects([0.10, 0.12, 0.08], [0.02, 0.02, 0.03])
@@ -56,7 +58,8 @@ def random_effects(estimates: list[float], ses: list[float], level: float = 0.95
         half = stats.norm.ppf(0.5 + level / 2) * float(np.sqrt(s2[0]))
     else:
         var_hk = float(np.sum(w_re * (y - mu) ** 2) / ((k - 1) * np.sum(w_re)))
-        half = stats.t.ppf(0.5 + level / 2, k - 1) * np.sqrt(var_hk)
+        var = max(var_hk, float(1 / np.sum(w_re)))  # never narrower than the plain interval
+        half = stats.t.ppf(0.5 + level / 2, k - 1) * np.sqrt(var)
     i2 = max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
     p_het = float(stats.chi2.sf(q, k - 1)) if k > 1 else 1.0
     return Pooled(mu, float(mu - half), float(mu + half), tau2, i2, q, p_het, k)

@@ -546,8 +546,15 @@ def forest(cells: pd.DataFrame, pooled: pd.DataFrame, caption: str):
             pr = pooled[(pooled["contrast"] == contrast) & (pooled["width"] == width)].iloc[0]
             xs = [pr["low"], pr["estimate"], pr["high"], pr["estimate"]]
             ax.fill(xs, [-y, -y + 0.3, -y, -y - 0.3], color="black")
+            ax.annotate(
+                f"I² {pr['i2']:.0%}",
+                (pr["high"], -y),
+                xytext=(4, -3),
+                textcoords="offset points",
+                fontsize=7,
+            )
             ticks.append(-y)
-            labels.append(f"{width}  pooled (I² {pr['i2']:.0%})")
+            labels.append(f"{width}  pooled")
             y += 1.6
         ax.axvline(0, color="grey", lw=0.8, ls="--")
         ax.set_title(contrast, fontsize=10)
