@@ -13,8 +13,8 @@ import mlflow
 import pandas as pd
 
 from smec import params
-from smec.errors import SmecError
 from smec.data import artifacts
+from smec.errors import SmecError
 from smec.infra import tracking
 from smec.infra.cli import main, parser
 from smec.measure import meta

@@ -340,6 +340,67 @@ def retrieval() -> str:
     return "\n".join(lines)
 
 
+def grid_pooled() -> str:
+    t = pd.read_csv(REPORTS / "summary/pooled.csv")
+    lines = [
+        head(["contrast", "width", "pooled (95% HK)", "cells", "cells' range", "I²", "verdict"])
+    ]
+    for r in t.itertuples():
+        spread = f"{r.cell_min:+.3f} … {r.cell_max:+.3f}"
+        estimate = f"{r.estimate:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
+        lines.append(
+            row([r.contrast, r.width, estimate, str(r.cells), spread, f"{r.i2:.0%}", r.verdict])
+        )
+    return "\n".join(lines)
+
+
+def grid_cells() -> str:
+    t = pd.read_csv(REPORTS / "summary/cells.csv")
+    cells = list(dict.fromkeys(t["cell"]))
+    lines = [head(["contrast", "width", *cells])]
+    for (contrast, width), g in t.groupby(["contrast", "width"], sort=False):
+        by = g.set_index("cell")
+        lines.append(
+            row(
+                [
+                    contrast,
+                    width,
+                    *(f"{by.delta[c]:+.3f} [{by.low[c]:+.3f}, {by.high[c]:+.3f}]" for c in cells),
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
+def grid_seed_figure() -> str:
+    """The law and claims 1-2 at each encoder's D: the headline's, then each law cell's."""
+    p = params.load()
+    folders = {f"{p.data.name} (headline)": REPORTS} | {
+        cell: REPORTS / "grid" / cell for cell in p.grid.law
+    }
+    lines = [
+        head(["cell", "D", "law: nesting, predicted → measured (seeds)", "claim 1", "claim 2"])
+    ]
+    for name, folder in folders.items():
+        law_table = pd.read_csv(folder / "law.csv")
+        equal = law_table[law_table["weights"] == "1/1"]
+        measured = "; ".join(
+            f"{r.nesting}: {r.predicted:g} → {interval(r.mean, r.ci_low, r.ci_high, 2)}"
+            for r in equal.itertuples()
+        )
+        c = json.loads((folder / "claims_one_run.json").read_text())
+        width = 2 * int(equal["nesting"].iloc[0].split("/")[0])
+        one = c["claim1_low_rows_gradient"]
+        ratio = f"MRL {one['mrl_low_over_high']:.2f}, SMRL {one['smrl_low_over_high']:.2f}"
+        claim1 = f"{'pass' if one['passed'] else 'FAIL'}: {ratio}"
+        two = c["claim2_variance"]
+        ratios = list(two["mrl_over_smrl_var"].values())
+        spread = f"MRL/SMRL variance {min(ratios):.1f}–{max(ratios):.1f}"
+        claim2 = f"{'pass' if two['passed'] else 'FAIL'}: {spread}"
+        lines.append(row([name, str(width), measured, claim1, claim2]))
+    return "\n".join(lines)
+
+
 def sections() -> list[tuple[str, str]]:
     """(title, Markdown table) of every table the page quotes."""
     inits = list(dict.fromkeys(pd.read_csv(REPORTS / "comparison.csv")["init"]))
@@ -361,6 +422,9 @@ def sections() -> list[tuple[str, str]]:
         ("label budgets (comparison.csv)", scarcity()),
         ("selection (comparison_selection.csv)", selection()),
         ("retrieval, float32 (retrieval.csv)", retrieval()),
+        ("grid, pooled (reports/summary/pooled.csv)", grid_pooled()),
+        ("grid, cells (reports/summary/cells.csv)", grid_cells()),
+        ("grid, seed figure per encoder (law.csv, claims_one_run.json)", grid_seed_figure()),
     ]
 
 

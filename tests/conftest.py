@@ -134,7 +134,16 @@ def stage_script(name: str):
     return module
 
 
-NOT_PATHS = {"cell", "method", "arm", "loss", "optimizer", "lr", "momentum", "rank_scale"}  # not paths
+NOT_PATHS = {
+    "cell",
+    "method",
+    "arm",
+    "loss",
+    "optimizer",
+    "lr",
+    "momentum",
+    "rank_scale",
+}  # not paths
 
 
 def stage_argv(stage: str, root: Path, params: Path, **replace: str | list[str]):

@@ -11,6 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from smec import params
@@ -563,3 +564,56 @@ def test_committed_arms_trained_elsewhere_export_onto_the_export_run(project, tm
     mine = [m for m in logged if m.tags.get("smec.train_run") == "0" * 32]
     assert sorted(m.name for m in mine) == ["smec-192", "smec-48", "smec-96"]
     assert {m.source_run_id for m in mine} == {latest.info.run_id}
+
+
+GRID_CELL = "cranfield-wordllama"  # a cell of dvc.yaml's grid, pointed here at the tiny folder
+GRID = [
+    f"cell_prepare@{GRID_CELL}",
+    f"cell_embed@{GRID_CELL}",
+    *(f"cell_tune@{GRID_CELL}-{m}" for m in ("mrl", "smec", "mrl_adaptor")),
+    *(f"cell_compare@{GRID_CELL}-{m}" for m in ("mrl", "smec", "mrl_adaptor")),
+    f"cell_comparison@{GRID_CELL}",
+    "summary",
+]
+
+
+def test_a_grid_cell_runs_at_its_encoders_width_and_the_summary_pools_it_with_the_headline(
+    project,
+):
+    """The static 256-d encoder's cell: widths resolve to D/2, D/4, D/8 = 128, 64, 32, its runs
+    carry the cell, and the summary reads the headline's and the cell's comparisons."""
+    root, p, _ = project
+    tiny = yaml.safe_load(p.read_text())
+    grid = write_params(
+        root / "grid.yaml",
+        **{k: v for k, v in tiny.items() if k != "grid"},
+        grid={
+            "cells": {GRID_CELL: {"data": "tiny", "encoder": "wordllama"}},
+            "data": {"tiny": tiny["data"]["path"]},
+            "compared": [GRID_CELL],
+            "law": [GRID_CELL],
+            "trials": 2,
+            "startup": 2,
+            "replicates": 2,
+            "seeds": 1,
+        },
+    )
+    for stage in GRID:
+        run_stage(stage, root, grid)
+    meta = json.loads((root / f"data/grid/{GRID_CELL}/embeddings/meta.json").read_text())
+    assert (meta["dim"], meta["encoder"]["kind"], len(meta["encoder"]["sha256"])) == (
+        256,
+        "static",
+        64,
+    )
+    table = pd.read_csv(root / f"reports/grid/{GRID_CELL}/comparison.csv")
+    assert sorted(table["dim"].unique()) == [32, 64, 128]
+    cells = pd.read_csv(root / "reports/summary/cells.csv")
+    assert set(cells["cell"]) == {"scifact-minilm", GRID_CELL}
+    assert set(cells["width"]) == {"D/2", "D/4", "D/8"}
+    pooled = pd.read_csv(root / "reports/summary/pooled.csv")
+    assert len(pooled) == 9 and (pooled["cells"] == 2).all()
+    runs = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.`smec.cell` = '{GRID_CELL}'"
+    )
+    assert len(runs) >= 8  # every cell stage's run (and its trials) says which cell it is

@@ -9,9 +9,9 @@ weights 1 / (s_i^2 + tau^2). Its interval is Hartung and Knapp's (Sidik and Jonk
 interval on k − 1 degrees of freedom around a weighted residual variance, which keeps its
 coverage with the few cells a grid has, where the normal interval of DerSimonian and Laird is
 too narrow (IntHout et al. 2014, BMC Med Res Methodol 14:25); that variance is floored at the
-plain 1 / sum(w) (the modified form of Röver et al. 2015, BMC Med Res Methodol 15:99), since with
-cells that happen to agree it can shrink below what any one cell's error allows. Heterogeneity is reported as
-Cochran's Q with its p-value and I^2 = max(0, (Q − (k − 1)) / Q).
+plain 1 / sum(w) (the modified form of Röver et al. 2015, BMC Med Res Methodol 15:99), since
+with cells that happen to agree it can shrink below what any one cell's error allows.
+Heterogeneity is reported as Cochran's Q with its p-value and I^2 = max(0, (Q − (k − 1)) / Q).
 
     >>> p = random_effects([0.10, 0.12, 0.08], [0.02, 0.02, 0.03])
     >>> round(p.estimate, 3), p.k
