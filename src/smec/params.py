@@ -348,6 +348,7 @@ class Grid(_Section):
     }
     compared: list[str] = [  # the cells run through the comparison protocol and the summary
         "cranfield-minilm",
+        "scifact-wordllama",
         "cranfield-wordllama",
         "cranfield-mpnet",
     ]
