@@ -347,9 +347,11 @@ def grid_pooled() -> str:
     ]
     for r in t.itertuples():
         spread = f"{r.cell_min:+.3f} … {r.cell_max:+.3f}"
+        a, b = r.contrast.split(" − ")
+        verdict = {"a better": f"{a} better", "b better": f"{b} better"}.get(r.verdict, r.verdict)
         estimate = f"{r.estimate:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
         lines.append(
-            row([r.contrast, r.width, estimate, str(r.cells), spread, f"{r.i2:.0%}", r.verdict])
+            row([r.contrast, r.width, estimate, str(r.cells), spread, f"{r.i2:.0%}", verdict])
         )
     return "\n".join(lines)
 

@@ -120,12 +120,15 @@ def test_one_parent_run_holds_every_stage_run_each_with_the_full_params(project)
     per_seed = len(SWEEP) * 2 * 2 + 2 * (len(STUDIED) * arms + others * len(DEFAULTS_ONLY))
     trials = len(TUNE) * 3 * len(LOSSES) * REPLICATES  # nested under each study's stage run
     assert len(children) == len(stages) - len(SWEEP) - len(COMPARE) + per_seed + trials
-    full = params.flat(params.load(p))
+    full = params.flat(params.load(p))  # as written (D/2, ...), and resolved at the encoder's D
+    resolved = params.flat(params.load(p, width=384))
     for run in [parent, *stages.values()]:
         assert run.data.tags.get(tracking.TAG_PARENT, parent.info.run_id) == parent.info.run_id
-        if run.data.tags.get(tracking.TAG_STAGE, "").startswith(("sweep@", "compare@", "tune@")):
+        stage = run.data.tags.get(tracking.TAG_STAGE, "")
+        if stage.startswith(("sweep@", "compare@", "tune@")):
             continue  # a run of one training carries its own arm's and seed's values
-        assert {k: run.data.params[k] for k in full} == full  # every run, every param
+        expected = full if run is parent or stage in ("embed", "aggregate") else resolved
+        assert {k: run.data.params[k] for k in full} == expected  # every run, every param
         assert run.data.tags[tracking.TAG_COMMIT] == parent.data.tags[tracking.TAG_COMMIT]
     assert parent.info.run_name.startswith("dvc repro · train.epochs=3, train.batch_size=8, ")
     assert stages["evaluate"].info.run_name.startswith("evaluate · train.epochs=3, ")

@@ -351,6 +351,7 @@ class Grid(_Section):
         "scifact-wordllama",
         "cranfield-wordllama",
         "cranfield-mpnet",
+        "scifact-mpnet",
     ]
     law: list[str] = ["scifact-wordllama", "scifact-mpnet"]  # cells whose law is measured
     methods: list[str] = ["mrl", "smec", "mrl_adaptor"]  # studied and compared in every cell

@@ -210,8 +210,11 @@ def parent_run(p: params.Params, checkout: Path) -> str:
     if found:
         return found[0].info.run_id
     name = os.environ.get("DVC_EXP_NAME") or "dvc repro"
-    run = client.create_run(exp_id, run_name=run_name(name, p), tags={**tags, TAG_ROLE: "pipeline"})
-    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.flat(p).items()])
+    root = p.root  # params.yaml as written, whichever stage (cell, width) creates the run
+    run = client.create_run(
+        exp_id, run_name=run_name(name, root), tags={**tags, TAG_ROLE: "pipeline"}
+    )
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.flat(root).items()])
     return run.info.run_id
 
 
